@@ -1,0 +1,154 @@
+"""Decoded values: items, history records, whole uplinks.
+
+Owns: the value types callers get back from `decode` and hand to `encode`. Every command of
+the table gets an item class (a frozen msgspec Struct, keyword-only, tagged with the command
+name) generated from its fields, so the table stays the only description of the wire format.
+Item classes are reachable as `cth01.protocol.items.<CamelName>` or `item_class(name)`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+import msgspec
+
+from .schema import Command, Echo, Flags, Grouped, Hex, Nibbles, Num, Text
+
+
+class Item(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
+    """One decoded command (measurement, alarm, configuration, reply...).
+
+    `unavailable` lists the fields (``name`` or ``name[i]`` / ``name.g[i]`` for arrays and
+    groups) that carried the device's "no data / error" sentinel; those values are None.
+    """
+
+    unavailable: tuple[str, ...] = ()
+
+    # set on each generated subclass
+    command_name: ClassVar[str]
+    kind: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (datetimes as ISO 8601 UTC strings)."""
+        return msgspec.to_builtins(self)
+
+
+class GroupReading(msgspec.Struct, frozen=True, kw_only=True):
+    """The values of one current group (a-d) inside a grouped item (ids 07-17).
+
+    Single-phase groups carry `channels` (three values, the group's channels in order).
+    Three-phase groups carry `total` (firmware dialect: one value for the whole circuit) or,
+    in the guide dialect, `channels` as well (the guide always sends three values).
+    """
+
+    group: str
+    phase: str  # "single" | "three"
+    channels: tuple[Any, ...] | None = None
+    total: Any = None
+
+
+class HistoryRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A stored record replayed by the device (ed header + its items).
+
+    `mode` is the header byte's name (target_time / historical / monthly), kept as sent;
+    `kind` is "energy", "minimum" or "maximum" for monthly records (from the 40 item) and None
+    for periodic snapshots.
+    """
+
+    mode: str
+    timestamp: datetime
+    kind: str | None = None
+    items: tuple[Item, ...] = ()
+
+
+class Uplink(msgspec.Struct, frozen=True, kw_only=True):
+    """A decoded payload.
+
+    `dialect` is "firmware" or "guide" — or "common" when the frame reads the same under both.
+    `ambiguous` is True when both dialects parse it with different meanings; `dialect` is then
+    "firmware" and `alternative` holds the guide reading. `warnings` lists measurement range
+    violations when decoding with ``strict_ranges=False``.
+    """
+
+    dialect: str
+    items: tuple[Item, ...] = ()
+    history: tuple[HistoryRecord, ...] = ()
+    ambiguous: bool = False
+    alternative: Uplink | None = None
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)
+
+    def get(self, name: str) -> Item | None:
+        """The first live item of that command name, or None."""
+        for item in self.items:
+            if item.command_name == name:
+                return item
+        return None
+
+    @property
+    def alarms(self) -> tuple[Item, ...]:
+        return tuple(i for i in self.items if i.kind == "alarm")
+
+    @property
+    def replies(self) -> tuple[Item, ...]:
+        return tuple(i for i in self.items if i.command_name == "command_reply")
+
+
+def _camel(name: str) -> str:
+    return "".join(p[:1].upper() + p[1:] for p in name.split("_"))
+
+
+def _num_type(f: Num) -> Any:
+    if f.time:
+        return datetime
+    if f.enum is not None:
+        return bool if set(f.enum.values()) <= {True, False} else str
+    return float if f.scale != 1 else int
+
+
+def _field_types(cmd: Command) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    hidden = {f.length_field for f in cmd.fields if isinstance(f, Echo)}
+    for f in cmd.fields:
+        if isinstance(f, Nibbles):
+            out += [(n.name, _num_type(n)) for n in (f.high, f.low) if n.name not in hidden]
+        elif isinstance(f, Num):
+            t = _num_type(f)
+            if f.sentinel is not None or f.when is not None:
+                t = t | None
+            out.append((f.name, tuple[t, ...] if f.count > 1 else t))
+        elif isinstance(f, Flags):
+            out.append((f.name, tuple[str, ...]))
+        elif isinstance(f, Text | Hex):
+            out.append((f.name, str))
+        elif isinstance(f, Grouped):
+            out.append((f.name, tuple[GroupReading, ...]))
+        elif isinstance(f, Echo):
+            out += [(f.name, str), ("command", str | None)]
+    return out
+
+
+_CLASSES: dict[str, type[Item]] = {}
+
+
+def item_class(cmd: Command | str) -> type[Item]:
+    """The item class of a command (created on first use, shared between dialects)."""
+    if isinstance(cmd, str):
+        return _CLASSES[cmd]
+    cls = _CLASSES.get(cmd.name)
+    fields = _field_types(cmd)
+    if cls is None:
+        cls = msgspec.defstruct(
+            _camel(cmd.name),
+            [(n, t) for n, t in fields if n != "command"]
+            + [(n, t, None) for n, t in fields if n == "command"],
+            bases=(Item,), tag=cmd.name, module=__name__,
+            namespace={"command_name": cmd.name, "kind": cmd.kind, "__doc__": cmd.title},
+        )
+        _CLASSES[cmd.name] = cls
+    elif {n for n, _ in fields} | {"unavailable"} != set(cls.__struct_fields__):
+        raise TypeError(f"command {cmd.name!r} has different fields in different table entries")
+    return cls
