@@ -89,10 +89,15 @@ def echo_command(echo: bytes) -> str | None:
 
 
 def register_echo_names(commands: tuple[Command, ...]) -> None:
-    # downlinks are what replies acknowledge: let them win over same-id uplink items
-    for cmd in sorted(commands, key=lambda c: c.is_downlink()):
-        key = bytes([cmd.id]) if cmd.sub is None else bytes([cmd.id, cmd.sub])
-        _ECHO_NAMES[key] = cmd.name
+    # downlinks are what replies acknowledge: let them win over same-id uplink items; a bare
+    # id of a sub-id family names its member common to both dialects (61 -> reporting_interval)
+    for cmd in sorted(commands, key=lambda c: (c.is_downlink(), len(c.dialects))):
+        if cmd.sub is None:
+            _ECHO_NAMES[bytes([cmd.id])] = cmd.name
+        else:
+            _ECHO_NAMES[bytes([cmd.id, cmd.sub])] = cmd.name
+            if len(cmd.dialects) == 2:
+                _ECHO_NAMES.setdefault(bytes([cmd.id]), cmd.name)
 
 
 # --- decoding: code generation -----------------------------------------------------------------
@@ -100,15 +105,7 @@ def register_echo_names(commands: tuple[Command, ...]) -> None:
 def _allowed(f: Num) -> str:
     if f.enum is not None:
         return "{" + ", ".join(f"{k:#04x}" for k in f.enum) + "}"
-    if f.choices is not None:
-        return "one of " + ", ".join(str(c) for c in sorted(f.choices))
-    lo, hi = f.raw_bounds()
-    return f"{_eng(f, lo)}..{_eng(f, hi)}{' ' + f.unit if f.unit else ''}"
-
-
-def _eng(f: Num, raw: int) -> str:
-    v = (raw / f.scale if f.scale != 1 else raw) + f.base
-    return f"{v:g}" if isinstance(v, float) else str(v)
+    return f.allowed_range()
 
 
 class _Gen:
@@ -137,13 +134,13 @@ class _Gen:
         self.emit(indent, f"if end - o < {size}: raise _trunc(o, CID, {what!r}, {size}, end - o)")
 
     # conversion of raw integers to presented values
-    def scalar(self, ind: int, f: Num, raw: str, dst: str, off: str, path: str) -> None:
+    def scalar(self, ind: int, f: Num, raw: str, dst: str, off: str) -> None:
         """Emit code converting raw int `raw` (already a local) into local `dst`."""
         lo, hi = f.raw_bounds()
         _, _, wlo, whi = WIRE[f.wire]
         if f.sentinel is not None:
             self.emit(ind, f"if {raw} == {f.sentinel}:")
-            self.emit(ind + 1, f"{dst} = None; na.append({path})")
+            self.emit(ind + 1, f"{dst} = None")
             self.emit(ind, "else:")
             ind += 1
         if f.enum is not None:
@@ -175,7 +172,7 @@ class _Gen:
         expr = f"{raw} / {f.scale}" if f.scale != 1 else raw
         return f"{expr} + {f.base}" if f.base else expr
 
-    def array(self, ind: int, f: Num, items: list[str], dst: str, off: str, path: str) -> None:
+    def array(self, ind: int, f: Num, items: list[str], dst: str, off: str) -> None:
         """Emit code converting raw expressions `items` (a tuple display) into tuple `dst`."""
         self.emit(ind, f"rt = ({', '.join(items)},)")
         lo, hi = f.raw_bounds()
@@ -186,8 +183,6 @@ class _Gen:
             self.emit(ind, f"if {f.sentinel} in rt:")
             self.emit(ind + 1, f"{dst} = tuple([None if x == {f.sentinel} else {conv} "
                                "for x in rt])")
-            self.emit(ind + 1, f"na.extend([{path!r} + '[' + str(k) + ']' for k, x in "
-                               f"enumerate(rt) if x == {f.sentinel}])")
             if checked:
                 self.emit(ind + 1, f"chk = [x for x in rt if x != {f.sentinel}]")
             self.emit(ind, "else:")
@@ -201,12 +196,17 @@ class _Gen:
             if checked:
                 self.emit(ind, "chk = rt")
         if checked:
-            bad = f"chk and (min(chk) < {lo} or max(chk) > {hi})"
+            tests = ([f"min(chk) < {lo}"] if lo != wlo else []) + (
+                [f"max(chk) > {hi}"] if hi != whi else [])
+            bad = f"chk and ({' or '.join(tests)})"
             self.emit(ind, f"if {bad}:")
-            self.emit(ind + 1, f"x = next(x for x in chk if not {lo} <= x <= {hi})")
-            call = (f"_range(warn, {off}, CID, {f.name!r}, {conv}, {_allowed(f)!r})" if
+            skip = f"x != {f.sentinel} and " if f.sentinel is not None else ""
+            self.emit(ind + 1, f"i = next(i for i, x in enumerate(rt) if {skip}"
+                               f"not {lo} <= x <= {hi}); x = rt[i]")
+            at = f"{off} + i * {WIRE[f.wire][1]}"
+            call = (f"_range(warn, {at}, CID, {f.name!r}, {conv}, {_allowed(f)!r})" if
                     f.measured else
-                    f"raise _bad({off}, CID, {f.name!r}, {conv}, {_allowed(f)!r})")
+                    f"raise _bad({at}, CID, {f.name!r}, {conv}, {_allowed(f)!r})")
             self.emit(ind + 1, call)
 
 
@@ -254,15 +254,15 @@ def _gen_run(g: _Gen, run: list, ind: int) -> None:
             if f.count == 1:
                 g.emit(ind, f"r_{f.name} = {exprs[0]}")
                 g.raw[f.name] = f"r_{f.name}"
-                g.scalar(ind, f, f"r_{f.name}", f"v_{f.name}", off, repr(f.name))
+                g.scalar(ind, f, f"r_{f.name}", f"v_{f.name}", off)
             else:
-                g.array(ind, f, exprs, f"v_{f.name}", off, f.name)
+                g.array(ind, f, exprs, f"v_{f.name}", off)
         elif isinstance(f, Nibbles):
             g.emit(ind, f"r_{f.high.name} = t[{slot}] >> 4; r_{f.low.name} = t[{slot}] & 15")
             slot += 1
             for n in (f.high, f.low):
                 g.raw[n.name] = f"r_{n.name}"
-                g.scalar(ind, n, f"r_{n.name}", f"v_{n.name}", off, repr(n.name))
+                g.scalar(ind, n, f"r_{n.name}", f"v_{n.name}", off)
         elif isinstance(f, Flags):
             reserved = sum(1 << i for i, b in enumerate(f.bits) if b is None)
             bits = g.const(tuple((i, b) for i, b in enumerate(f.bits) if b), "B")
@@ -289,6 +289,30 @@ def _gen_grouped(g: _Gen, f: Grouped, ind: int) -> None:
     for m in range(full + 1):
         counts = [3 if (m >> i) & 1 or not firmware else 1 for i in range(len(f.groups))]
         layouts[m] = (struct.Struct("<" + WIRE[f.wire][0] * sum(counts)), sum(counts) * w)
+    # fast path: one branch per mask with static offsets, taken when no value is a sentinel
+    # and all are in range; otherwise the general code below reports exactly what is wrong
+    lo, hi = v.raw_bounds()
+    _, _, wlo, whi = WIRE[v.wire]
+    fast = [f"{v.sentinel} not in t"] if v.sentinel is not None else []
+    fast += [f"min(t) >= {lo}"] if lo != wlo else []
+    fast += [f"max(t) <= {hi}"] if hi != whi else []
+    g.emit(ind, "if o < end:")
+    g.emit(ind + 1, "m = buf[o]")
+    for m in range(full + 1):
+        parts, k = [], 0
+        for i, name in enumerate(f.groups):
+            if (m >> i) & 1 or not firmware:
+                phase = "single" if (m >> i) & 1 else "three"
+                parts.append(f"_GR(group={name!r}, phase={phase!r}, channels=t[{k}:{k + 3}])")
+                k += 3
+            else:
+                parts.append(f"_GR(group={name!r}, phase='three', total=t[{k}])")
+                k += 1
+        st, size = layouts[m]
+        g.emit(ind + 1, f"{'if' if m == 0 else 'elif'} m == {m} and end - o > {size}:")
+        g.emit(ind + 2, f"t = {g.const(st, 'S')}.unpack_from(buf, o + 1)")
+        g.emit(ind + 2, f"if {' and '.join(fast) or 'True'}:")
+        g.emit(ind + 3, f"return CLS({f.name}=({', '.join(parts)},)), o + {1 + size}")
     lay = g.const(layouts, "L")
     g.need(ind, 1, f"{g.cmd.name} mask")
     g.emit(ind, "m = buf[o]")
@@ -303,19 +327,18 @@ def _gen_grouped(g: _Gen, f: Grouped, ind: int) -> None:
     g.emit(ind, "k = 0")
     g.emit(ind, "groups = []")
     for i, name in enumerate(f.groups):
-        path = f"{f.name}.{name}"
         g.emit(ind, f"if m & {1 << i}:")
-        g.array(ind + 1, v, ["t[k]", "t[k + 1]", "t[k + 2]"], "vals", f"b + k * {w}", path)
+        g.array(ind + 1, v, ["t[k]", "t[k + 1]", "t[k + 2]"], "vals", f"b + k * {w}")
         g.emit(ind + 1, f"groups.append(_GR(group={name!r}, phase='single', channels=vals))")
         g.emit(ind + 1, "k += 3")
         g.emit(ind, "else:")
         if firmware:
             g.emit(ind + 1, "r = t[k]")
-            g.scalar(ind + 1, v, "r", "tot", f"b + k * {w}", repr(path))
+            g.scalar(ind + 1, v, "r", "tot", f"b + k * {w}")
             g.emit(ind + 1, f"groups.append(_GR(group={name!r}, phase='three', total=tot))")
             g.emit(ind + 1, "k += 1")
         else:
-            g.array(ind + 1, v, ["t[k]", "t[k + 1]", "t[k + 2]"], "vals", f"b + k * {w}", path)
+            g.array(ind + 1, v, ["t[k]", "t[k + 1]", "t[k + 2]"], "vals", f"b + k * {w}")
             g.emit(ind + 1, f"groups.append(_GR(group={name!r}, phase='three', channels=vals))")
             g.emit(ind + 1, "k += 3")
     g.emit(ind, f"v_{f.name} = tuple(groups)")
@@ -356,7 +379,6 @@ def compile_command(cmd: Command, dialect: Dialect) -> Compiled:
     cls = item_class(cmd)
     g.ns["CLS"] = cls
     g.emit(0, "def decode(buf, o, end, warn):")
-    g.emit(1, "na = []")
     run: list = []
     for f in cmd.fields:
         if _is_fixed(f):
@@ -369,9 +391,7 @@ def compile_command(cmd: Command, dialect: Dialect) -> Compiled:
     if run:
         _gen_run(g, run, 1)
     hidden = {f.length_field for f in cmd.fields if isinstance(f, Echo)}
-    kwargs = [f"{n}=v_{n}" for n in cls.__struct_fields__ if n != "unavailable"
-              and n not in hidden]
-    kwargs.append("unavailable=tuple(na)")
+    kwargs = [f"{n}=v_{n}" for n in cls.__struct_fields__ if n not in hidden]
     g.emit(1, f"return CLS({', '.join(kwargs)}), o")
     source = "\n".join(g.lines)
     exec(compile(source, f"<cth01 decoder {cmd.key} {dialect}>", "exec"), g.ns)

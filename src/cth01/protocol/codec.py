@@ -10,9 +10,8 @@ Never does I/O; never guesses: anything it cannot read exactly is a `DecodeError
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Iterable
+from typing import Literal, NamedTuple
 
 from ._compile import Compiled, compile_command, register_echo_names
 from .errors import DecodeError, EncodeError
@@ -25,15 +24,16 @@ HISTORY_HEADER, MONTHLY_KIND = 0xED, 0x40
 DialectName = Literal["auto", "firmware", "guide"]
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """A compiled command in one dispatch table, with what the frame walker needs to know."""
+class _Entry(NamedTuple):
+    """A compiled command in one dispatch table, with what the frame walker needs to know
+    (a tuple, so the walker unpacks it in one step)."""
 
-    compiled: Compiled
-    unique: bool
+    decode: Callable
+    unique_bit: int  # 1 << id for items allowed once per frame or record, else 0
     # True: reads the same in the other dialect; False: may not; int: same only if the
     # mask byte (first body byte) equals this value (all groups single-phase)
     invariant: bool | int
+    structural: bool  # ed / 40: shape history records instead of becoming items
 
 
 def _lookup(cmd: Command, dialect: Dialect, uplink: bool) -> Command | None:
@@ -59,7 +59,8 @@ def _build(dialect: Dialect, uplink: bool) -> tuple[list, dict[str, Compiled]]:
             invariant = (1 << len(grouped.groups)) - 1
         else:
             invariant = True
-        entry = _Entry(compiled, cmd.unique, invariant)
+        entry = _Entry(compiled.decode, 1 << cmd.id if cmd.unique else 0,
+                       invariant, cmd.id in (HISTORY_HEADER, MONTHLY_KIND) and uplink)
         if cmd.sub is None:
             assert table[cmd.id] is None, cmd
             table[cmd.id] = entry
@@ -114,11 +115,11 @@ def _walk(buf: bytes, dialect: Dialect, uplink: bool, warn: list | None
     while o < n:
         cid = buf[o]
         entry = table[cid]
-        if entry is None:
-            raise _unknown(o, cid, dialect, uplink)
         start = o
         o += 1
-        if type(entry) is dict:
+        if type(entry) is not _Entry:
+            if entry is None:
+                raise _unknown(start, cid, dialect, uplink)
             if o >= n:
                 raise DecodeError("truncated: sub-id missing", offset=o, command=cid)
             sub = buf[o]
@@ -126,22 +127,22 @@ def _walk(buf: bytes, dialect: Dialect, uplink: bool, warn: list | None
             if entry is None:
                 raise DecodeError(f"unknown sub-id 0x{sub:02x}", offset=o, command=cid)
             o += 1
-        if invariant and entry.invariant is not True:
-            invariant = entry.invariant is not False and o < n and buf[o] == entry.invariant
-        item, o = entry.compiled.decode(buf, o, n, warn)
-        if cid == HISTORY_HEADER and uplink:
-            if header is not None:
-                records.append(_record(header, kind, items, header_at))
-            header, kind, items, header_at, seen = item, None, [], start, 0
-            continue
-        if cid == MONTHLY_KIND and uplink:
+        decoder, bit, inv, structural = entry
+        if invariant and inv is not True:
+            invariant = inv is not False and o < n and buf[o] == inv
+        item, o = decoder(buf, o, n, warn)
+        if structural:
+            if cid == HISTORY_HEADER:
+                if header is not None:
+                    records.append(_record(header, kind, items, header_at))
+                header, kind, items, header_at, seen = item, None, [], start, 0
+                continue
             if header is None or items or kind is not None:
                 raise DecodeError("monthly kind (40) must directly follow a history header",
                                   offset=start, command=cid)
             kind = item.kind  # type: ignore[attr-defined]
             continue
-        if entry.unique:
-            bit = 1 << cid
+        if bit:
             if seen & bit:
                 raise DecodeError(f"duplicate item 0x{cid:02x} in one "
                                   f"{'record' if header else 'frame'}", offset=start, command=cid)

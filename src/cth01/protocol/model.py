@@ -17,21 +17,43 @@ from .schema import Command, Echo, Flags, Grouped, Hex, Nibbles, Num, Text
 
 
 class Item(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
-    """One decoded command (measurement, alarm, configuration, reply...).
-
-    `unavailable` lists the fields (``name`` or ``name[i]`` / ``name.g[i]`` for arrays and
-    groups) that carried the device's "no data / error" sentinel; those values are None.
-    """
-
-    unavailable: tuple[str, ...] = ()
+    """One decoded command (measurement, alarm, configuration, reply...)."""
 
     # set on each generated subclass
     command_name: ClassVar[str]
     kind: ClassVar[str]
+    _sentinel_fields: ClassVar[tuple[tuple[str, str, Any], ...]]
+
+    @property
+    def unavailable(self) -> tuple[str, ...]:
+        """Fields that carried the device's "no data / error" sentinel (their value is None):
+        ``name``, ``name[i]`` for arrays, ``name.g`` / ``name.g[i]`` for group totals/channels.
+        A value that is simply absent (an alarm type that carries none) is not listed."""
+        out: list[str] = []
+        for name, shape, when in self._sentinel_fields:
+            value = getattr(self, name)
+            if shape == "scalar":
+                if value is None and (when is None or getattr(self, when[0]) in when[1]):
+                    out.append(name)
+            elif shape == "array":
+                out += [f"{name}[{k}]" for k, v in enumerate(value) if v is None]
+            else:
+                for g in value:
+                    if g.channels is not None:
+                        out += [f"{name}.{g.group}[{k}]" for k, v in enumerate(g.channels)
+                                if v is None]
+                    elif g.total is None:
+                        out.append(f"{name}.{g.group}")
+        return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data (datetimes as ISO 8601 UTC strings)."""
-        return msgspec.to_builtins(self)
+        """Plain JSON-ready data (datetimes as ISO 8601 UTC strings), with an `unavailable`
+        list when a field carried the no-data sentinel."""
+        out = msgspec.to_builtins(self)
+        na = self.unavailable
+        if na:
+            out["unavailable"] = list(na)
+        return out
 
 
 class GroupReading(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +83,11 @@ class HistoryRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     kind: str | None = None
     items: tuple[Item, ...] = ()
 
+    def to_dict(self) -> dict[str, Any]:
+        out = msgspec.to_builtins(self)
+        out["items"] = [i.to_dict() for i in self.items]
+        return out
+
 
 class Uplink(msgspec.Struct, frozen=True, kw_only=True):
     """A decoded payload.
@@ -79,7 +106,12 @@ class Uplink(msgspec.Struct, frozen=True, kw_only=True):
     warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return msgspec.to_builtins(self)
+        out = msgspec.to_builtins(self)
+        out["items"] = [i.to_dict() for i in self.items]
+        out["history"] = [r.to_dict() for r in self.history]
+        if self.alternative is not None:
+            out["alternative"] = self.alternative.to_dict()
+        return out
 
     def get(self, name: str) -> Item | None:
         """The first live item of that command name, or None."""
@@ -131,6 +163,21 @@ def _field_types(cmd: Command) -> list[tuple[str, Any]]:
     return out
 
 
+def _sentinel_fields(cmd: Command) -> tuple[tuple[str, str, Any], ...]:
+    out: list[tuple[str, str, Any]] = []
+    for f in cmd.fields:
+        if isinstance(f, Grouped) and f.sentinel is not None:
+            out.append((f.name, "grouped", None))
+        elif isinstance(f, Num) and f.sentinel is not None:
+            when = None
+            if f.when is not None:
+                ref = next(x for x in cmd.fields if isinstance(x, Num) and x.name == f.when[0])
+                when = (ref.name, frozenset(ref.enum[r] for r in f.when[1]) if ref.enum
+                        else f.when[1])
+            out.append((f.name, "array" if f.count > 1 else "scalar", when))
+    return tuple(out)
+
+
 _CLASSES: dict[str, type[Item]] = {}
 
 
@@ -146,9 +193,10 @@ def item_class(cmd: Command | str) -> type[Item]:
             [(n, t) for n, t in fields if n != "command"]
             + [(n, t, None) for n, t in fields if n == "command"],
             bases=(Item,), tag=cmd.name, module=__name__,
-            namespace={"command_name": cmd.name, "kind": cmd.kind, "__doc__": cmd.title},
+            namespace={"command_name": cmd.name, "kind": cmd.kind, "__doc__": cmd.title,
+                       "_sentinel_fields": _sentinel_fields(cmd)},
         )
         _CLASSES[cmd.name] = cls
-    elif {n for n, _ in fields} | {"unavailable"} != set(cls.__struct_fields__):
+    elif {n for n, _ in fields} != set(cls.__struct_fields__):
         raise TypeError(f"command {cmd.name!r} has different fields in different table entries")
     return cls

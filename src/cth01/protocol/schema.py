@@ -72,6 +72,18 @@ class Num:
     def size(self) -> int:
         return WIRE[self.wire][1] * self.count
 
+    def engineering(self, raw: int) -> int | float:
+        """The presented number of a raw integer (scale and base applied)."""
+        return (raw / self.scale if self.scale != 1 else raw) + self.base
+
+    def allowed_range(self) -> str:
+        """Allowed values in engineering units, e.g. "1..1440 min" or "one of -720, ..."."""
+        if self.choices is not None:
+            return "one of " + ", ".join(str(c) for c in sorted(self.choices))
+        lo, hi = (f"{v:g}" if isinstance(v, float) else str(v)
+                  for v in map(self.engineering, self.raw_bounds()))
+        return f"{lo}..{hi}{' ' + self.unit if self.unit else ''}"
+
     def raw_bounds(self) -> tuple[int, int]:
         """Inclusive bounds of the raw integer: the range mapped to raw, clipped to the width."""
         _, _, lo, hi = WIRE[self.wire]

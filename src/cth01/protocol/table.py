@@ -18,7 +18,6 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from .schema import (
-    BOTH_DIALECTS,
     FIRMWARE_ONLY,
     GUIDE_ONLY,
     Command,
