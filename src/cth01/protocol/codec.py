@@ -173,6 +173,14 @@ def _parse(buf: bytes, dialect: Dialect, uplink: bool, strict_ranges: bool
     return live, records, invariant, warn or []
 
 
+def _neither(what: str, fw: DecodeError, gd: DecodeError) -> DecodeError:
+    def at(e: DecodeError) -> str:
+        return e.reason if e.offset is None else f"{e.reason} at offset {e.offset}"
+
+    return DecodeError(f"not {what} in either dialect: firmware: {at(fw)}; guide: {at(gd)}",
+                       offset=fw.offset, command=fw.command, dialect="auto")
+
+
 def _as_bytes(payload: object) -> bytes:
     if isinstance(payload, bytes | bytearray | memoryview):
         data = bytes(payload)
@@ -205,9 +213,7 @@ def decode(payload: bytes, *, dialect: DialectName = "auto", strict_ranges: bool
         try:
             gd = _parse(buf, Dialect.GUIDE, True, strict_ranges)
         except DecodeError as gd_error:
-            raise DecodeError(f"not a frame in either dialect: firmware: {fw_error}; "
-                              f"guide: {gd_error}", offset=fw_error.offset,
-                              command=fw_error.command, dialect="auto") from None
+            raise _neither("a frame", fw_error, gd_error) from None
         return Uplink(dialect="guide", items=tuple(gd[0]), history=tuple(gd[1]),
                       warnings=tuple(gd[3]))
     live, records, invariant, warnings = fw
@@ -242,9 +248,7 @@ def decode_downlink(payload: bytes, *, dialect: DialectName = "auto") -> tuple[I
         try:
             return tuple(_parse(buf, Dialect.GUIDE, False, True)[0])
         except DecodeError as gd_error:
-            raise DecodeError(f"not a downlink in either dialect: firmware: {fw_error}; "
-                              f"guide: {gd_error}", offset=fw_error.offset,
-                              command=fw_error.command, dialect="auto") from None
+            raise _neither("a downlink", fw_error, gd_error) from None
 
 
 # --- encoding ----------------------------------------------------------------------------------

@@ -158,8 +158,10 @@ def _threshold(cid: int, name: str, title: str, channel: Num | None, unit_field:
         _enabled(),
         Num("condition", "u8", enum=conditions,
             default="above" if conditions is ABOVE_ONLY else "disabled"),
-        Num(f"min_{unit_field}", wire, scale=scale, unit=unit, range=min_rng or rng, default=0),
-        Num(f"max_{unit_field}", wire, scale=scale, unit=unit, range=rng, default=max_default),
+        Num(f"min_{unit_field}", wire, scale=scale, unit=unit, range=min_rng or rng, default=0,
+            doc="lower threshold (conditions below, within, outside)"),
+        Num(f"max_{unit_field}", wire, scale=scale, unit=unit, range=rng, default=max_default,
+            doc="upper threshold (conditions above, within, outside)"),
     ]
     return Command(cid, name, title, BOTH, tuple(fields), kind="threshold", reply="ef",
                    examples=example)
