@@ -38,11 +38,14 @@ class Compiled:
     decode: Decoder
     source: str  # generated decoder source, for debugging and the curious
 
-    def encode(self, item: Item, out: bytearray, *, strict_ranges: bool = True) -> None:
+    def encode(self, item: Item, out: bytearray, *, strict_ranges: bool = True,
+               uplink: bool = False) -> None:
+        """Append the item's bytes. Uplinks (what a device reports) may carry the wider
+        `accepts` ranges the decoder tolerates; downlinks keep to the table's `range`."""
         out.append(self.command.id)
         if self.command.sub is not None:
             out.append(self.command.sub)
-        _encode_fields(self.command, self.dialect, item, out, strict_ranges)
+        _encode_fields(self.command, self.dialect, item, out, _Limits(strict_ranges, uplink))
 
 
 # --- decoding: runtime helpers referenced by generated code ------------------------------------
@@ -102,10 +105,10 @@ def register_echo_names(commands: tuple[Command, ...]) -> None:
 
 # --- decoding: code generation -----------------------------------------------------------------
 
-def _allowed(f: Num) -> str:
+def _allowed(f: Num, decoding: bool = False) -> str:
     if f.enum is not None:
         return "{" + ", ".join(f"{k:#04x}" for k in f.enum) + "}"
-    return f.allowed_range()
+    return f.allowed_range(decoding=decoding)
 
 
 class _Gen:
@@ -136,7 +139,7 @@ class _Gen:
     # conversion of raw integers to presented values
     def scalar(self, ind: int, f: Num, raw: str, dst: str, off: str) -> None:
         """Emit code converting raw int `raw` (already a local) into local `dst`."""
-        lo, hi = f.raw_bounds()
+        lo, hi = f.raw_bounds(decoding=True)
         _, _, wlo, whi = WIRE[f.wire]
         if f.sentinel is not None:
             self.emit(ind, f"if {raw} == {f.sentinel}:")
@@ -146,23 +149,23 @@ class _Gen:
         if f.enum is not None:
             e = self.const(dict(f.enum), "E")
             self.emit(ind, f"if {raw} not in {e}: raise _bad({off}, CID, {f.name!r}, {raw}, "
-                           f"{_allowed(f)!r})")
+                           f"{_allowed(f, True)!r})")
             self.emit(ind, f"{dst} = {e}[{raw}]")
             return
         if f.choices is not None:
             c = self.const(f.choices, "C")
             self.emit(ind, f"if {raw} not in {c}: raise _bad({off}, CID, {f.name!r}, {raw}, "
-                           f"{_allowed(f)!r})")
+                           f"{_allowed(f, True)!r})")
         elif (lo, hi) != (wlo, whi):
             test = f"{lo} <= {raw} <= {hi}" if lo != wlo else f"{raw} <= {hi}"
             if hi == whi:
                 test = f"{lo} <= {raw}"
             if f.measured:
                 self.emit(ind, f"if not {test}: _range(warn, {off}, CID, {f.name!r}, "
-                               f"{self.present(f, raw)}, {_allowed(f)!r})")
+                               f"{self.present(f, raw)}, {_allowed(f, True)!r})")
             else:
                 self.emit(ind, f"if not {test}: raise _bad({off}, CID, {f.name!r}, "
-                               f"{self.present(f, raw)}, {_allowed(f)!r})")
+                               f"{self.present(f, raw)}, {_allowed(f, True)!r})")
         self.emit(ind, f"{dst} = {self.present(f, raw)}")
 
     @staticmethod
@@ -175,7 +178,7 @@ class _Gen:
     def array(self, ind: int, f: Num, items: list[str], dst: str, off: str) -> None:
         """Emit code converting raw expressions `items` (a tuple display) into tuple `dst`."""
         self.emit(ind, f"rt = ({', '.join(items)},)")
-        lo, hi = f.raw_bounds()
+        lo, hi = f.raw_bounds(decoding=True)
         _, _, wlo, whi = WIRE[f.wire]
         conv = self.present(f, "x")
         checked = (lo, hi) != (wlo, whi)
@@ -204,9 +207,9 @@ class _Gen:
             self.emit(ind + 1, f"i = next(i for i, x in enumerate(rt) if {skip}"
                                f"not {lo} <= x <= {hi}); x = rt[i]")
             at = f"{off} + i * {WIRE[f.wire][1]}"
-            call = (f"_range(warn, {at}, CID, {f.name!r}, {conv}, {_allowed(f)!r})" if
+            call = (f"_range(warn, {at}, CID, {f.name!r}, {conv}, {_allowed(f, True)!r})" if
                     f.measured else
-                    f"raise _bad({at}, CID, {f.name!r}, {conv}, {_allowed(f)!r})")
+                    f"raise _bad({at}, CID, {f.name!r}, {conv}, {_allowed(f, True)!r})")
             self.emit(ind + 1, call)
 
 
@@ -291,7 +294,7 @@ def _gen_grouped(g: _Gen, f: Grouped, ind: int) -> None:
         layouts[m] = (struct.Struct("<" + WIRE[f.wire][0] * sum(counts)), sum(counts) * w)
     # fast path: one branch per mask with static offsets, taken when no value is a sentinel
     # and all are in range; otherwise the general code below reports exactly what is wrong
-    lo, hi = v.raw_bounds()
+    lo, hi = v.raw_bounds(decoding=True)
     _, _, wlo, whi = WIRE[v.wire]
     fast = [f"{v.sentinel} not in t"] if v.sentinel is not None else []
     fast += [f"min(t) >= {lo}"] if lo != wlo else []
@@ -400,7 +403,13 @@ def compile_command(cmd: Command, dialect: Dialect) -> Compiled:
 
 # --- encoding ----------------------------------------------------------------------------------
 
-def _raw(cmd: Command, f: Num, value: object, strict_ranges: bool, path: str | None = None) -> int:
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    strict_ranges: bool  # False: measured values need only fit their wire width
+    accepting: bool  # True: the decoder's wider `accepts` ranges apply (uplinks)
+
+
+def _raw(cmd: Command, f: Num, value: object, limits: _Limits, path: str | None = None) -> int:
     name = path or f.name
 
     def fail(reason: str) -> EncodeError:
@@ -436,7 +445,8 @@ def _raw(cmd: Command, f: Num, value: object, strict_ranges: bool, path: str | N
     if abs(exact - raw) > 1e-6 * max(1.0, abs(exact)):
         raise fail(f"has more precision than the wire's step of {1 / f.scale:g} {f.unit}".rstrip())
     _, _, wlo, whi = WIRE[f.wire]
-    lo, hi = f.raw_bounds() if (strict_ranges or not f.measured) else (wlo, whi)
+    lo, hi = (f.raw_bounds(decoding=limits.accepting)
+              if limits.strict_ranges or not f.measured else (wlo, whi))
     if f.choices is not None and raw not in f.choices:
         raise fail("not an allowed value")
     if not lo <= raw <= hi:
@@ -459,7 +469,7 @@ def _values(cmd: Command, f: Num | Grouped, value: object, n: int, path: str) ->
 
 
 def _encode_fields(cmd: Command, dialect: Dialect, item: Item, out: bytearray,
-                   strict: bool) -> None:
+                   limits: _Limits) -> None:
     raws: dict[str, int] = {}
     for f in cmd.fields:
         if isinstance(f, Num):
@@ -470,11 +480,11 @@ def _encode_fields(cmd: Command, dialect: Dialect, item: Item, out: bytearray,
                                       field=f.name, value=value, allowed="None")
                 continue
             if f.count == 1:
-                raws[f.name] = raw = _raw(cmd, f, value, strict)
+                raws[f.name] = raw = _raw(cmd, f, value, limits)
                 _pack(f.wire, raw, out)
             else:
                 for k, v in enumerate(_values(cmd, f, value, f.count, f.name)):
-                    _pack(f.wire, _raw(cmd, f, v, strict, f"{f.name}[{k}]"), out)
+                    _pack(f.wire, _raw(cmd, f, v, limits, f"{f.name}[{k}]"), out)
         elif isinstance(f, Nibbles):
             echo = next((e for e in cmd.fields if isinstance(e, Echo)), None)
             pair = []
@@ -484,7 +494,7 @@ def _encode_fields(cmd: Command, dialect: Dialect, item: Item, out: bytearray,
                     value = len(text) // 2 if isinstance(text, str) else None
                 else:
                     value = getattr(item, n.name)
-                raws[n.name] = raw = _raw(cmd, n, value, strict)
+                raws[n.name] = raw = _raw(cmd, n, value, limits)
                 pair.append(raw)
             out.append(pair[0] << 4 | pair[1])
         elif isinstance(f, Flags):
@@ -504,7 +514,7 @@ def _encode_fields(cmd: Command, dialect: Dialect, item: Item, out: bytearray,
         elif isinstance(f, Echo):
             out += _hex_bytes(cmd, f.name, getattr(item, f.name), None)
         elif isinstance(f, Grouped):
-            _encode_groups(cmd, dialect, f, getattr(item, f.name), out, strict)
+            _encode_groups(cmd, dialect, f, getattr(item, f.name), out, limits)
 
 
 def _hex_bytes(cmd: Command, name: str, value: object, size: int | None) -> bytes:
@@ -534,7 +544,7 @@ def _text_bytes(cmd: Command, f: Text, value: object) -> bytes:
 
 
 def _encode_groups(cmd: Command, dialect: Dialect, f: Grouped, groups: object,
-                   out: bytearray, strict: bool) -> None:
+                   out: bytearray, limits: _Limits) -> None:
     if not isinstance(groups, tuple | list) or [getattr(g, "group", None) for g in groups] \
             != list(f.groups):
         raise EncodeError("one reading per group is required, in order", command=cmd.name,
@@ -554,12 +564,12 @@ def _encode_groups(cmd: Command, dialect: Dialect, f: Grouped, groups: object,
                 raise EncodeError("a three-phase group carries a total, not channels",
                                   command=cmd.name, field=path, value=g.channels,
                                   allowed="channels=None")
-            _pack(v.wire, _raw(cmd, v, g.total, strict, path + ".total"), body)
+            _pack(v.wire, _raw(cmd, v, g.total, limits, path + ".total"), body)
         else:
             if g.total is not None:
                 raise EncodeError("this group carries channels, not a total", command=cmd.name,
                                   field=path, value=g.total, allowed="total=None")
             for k, x in enumerate(_values(cmd, f, g.channels, 3, path + ".channels")):
-                _pack(v.wire, _raw(cmd, v, x, strict, f"{path}[{k}]"), body)
+                _pack(v.wire, _raw(cmd, v, x, limits, f"{path}[{k}]"), body)
     out.append(mask)
     out += body

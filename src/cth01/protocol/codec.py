@@ -265,7 +265,7 @@ def _encode_items(items: Iterable[Item], dialect: Dialect, uplink: bool, out: by
                               f"({dialect} dialect)", command=name)
         if not isinstance(item, compiled.cls):
             raise EncodeError(f"expected a {compiled.cls.__name__} item", command=name)
-        compiled.encode(item, out, strict_ranges=strict_ranges)
+        compiled.encode(item, out, strict_ranges=strict_ranges, uplink=uplink)
 
 
 def encode_downlink(*items: Item, dialect: Literal["firmware", "guide"] = "firmware") -> bytes:

@@ -48,11 +48,10 @@ from typing import Any
 
 import numpy as np
 
-from ._compile import _text
-from .codec import _TABLES, DialectName, decode
+from .codec import DialectName, compiled_commands, decode
 from .errors import DecodeError
 from .model import Item, Uplink
-from .schema import WIRE, Dialect, Echo, Flags, Grouped, Hex, Nibbles, Num, Text
+from .schema import BOTH_DIALECTS, WIRE, Dialect, Echo, Flags, Grouped, Hex, Nibbles, Num, Text
 from .table import COMMANDS
 
 __all__ = ["Columns", "decode_many"]
@@ -308,12 +307,11 @@ class _NumSlot:
 
 @dataclass(frozen=True, slots=True)
 class _BytesSlot:
-    """A fixed-size hex string, fixed text or flag mask: decoded once per distinct value."""
+    """A hex string or a flag mask: decoded once per distinct value."""
 
     path: str
     off: int
-    spec: Hex | Text | Flags
-    cid: int
+    spec: Hex | Flags
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,11 +372,11 @@ def _walk_item(out: _Layout, struct: list[int], buf: bytes, o: int, cmd: Any, it
                 if fc is not None:  # the echo length is not an item field
                     _const_field(out, f"{prefix}.{n.name}", fc, getattr(item, n.name))
             o += 1
-        elif isinstance(f, Flags | Hex) or (isinstance(f, Text) and f.size is not None):
-            out.slots.append(_BytesSlot(f"{prefix}.{f.name}", o, f, cmd.id))
+        elif isinstance(f, Flags | Hex):
+            out.slots.append(_BytesSlot(f"{prefix}.{f.name}", o, f))
             o += f.size
-        elif isinstance(f, Text):  # counted text: length and text kept as structure
-            size = 1 + buf[o]
+        elif isinstance(f, Text):  # device names: rare in bulk data, kept as structure
+            size = f.size if f.size is not None else 1 + buf[o]
             struct.extend(range(o, o + size))
             _const_field(out, f"{prefix}.{f.name}", _FIELD[(name, f.name)],
                          getattr(item, f.name))
@@ -416,10 +414,34 @@ def _as_count(f: Num, count: int) -> Num:
     return Num(**{k: getattr(f, k) for k in Num.__slots__ if k != "count"}, count=count)
 
 
+def _dispatch(dialect: Dialect) -> tuple[list, list]:
+    """id -> Compiled (or sub-id -> Compiled) and id -> invariance (the codec's rule: a
+    command shared by both dialects reads the same in both; a grouped one only when every
+    group is single-phase, i.e. when its mask byte is all ones)."""
+    table: list = [None] * 256
+    invariance: list = [None] * 256
+    for compiled in compiled_commands(dialect, True).values():
+        cmd = compiled.command
+        grouped = next((f for f in cmd.fields if isinstance(f, Grouped)), None)
+        if cmd.dialects != BOTH_DIALECTS:
+            inv: bool | int = False
+        else:
+            inv = True if grouped is None else (1 << len(grouped.groups)) - 1
+        if cmd.sub is None:
+            table[cmd.id], invariance[cmd.id] = compiled, inv
+        else:
+            table[cmd.id] = {**(table[cmd.id] or {}), cmd.sub: compiled}
+            invariance[cmd.id] = {**(invariance[cmd.id] or {}), cmd.sub: inv}
+    return table, invariance
+
+
+_DISPATCH = {d: _dispatch(d) for d in Dialect}
+
+
 def _layout(buf: bytes, dialect: Dialect) -> _Layout:
     """The layout of a frame known to decode in `dialect` (the frame walker of `codec`,
     recording offsets instead of values)."""
-    table = _TABLES[(dialect, True)][0]
+    table, invariance = _DISPATCH[dialect]
     out = _Layout(np.empty(0, np.intp), np.empty(0, np.uint8), [], [], [], True)
     struct: list[int] = []
     n = len(buf)
@@ -432,16 +454,16 @@ def _layout(buf: bytes, dialect: Dialect) -> _Layout:
     while o < n:
         cid = buf[o]
         struct.append(o)
-        entry = table[cid]
+        compiled, inv = table[cid], invariance[cid]
         o += 1
-        if type(entry) is dict:
+        if type(compiled) is dict:
             struct.append(o)
-            entry = entry[buf[o]]
+            compiled, inv = compiled[buf[o]], inv[buf[o]]
             o += 1
-        if invariant and entry.invariant is not True:
-            invariant = entry.invariant is not False and o < n and buf[o] == entry.invariant
-        item, end = entry.compiled.decode(buf, o, n, [])
-        cmd = entry.compiled.command
+        if invariant and inv is not True:
+            invariant = inv is not False and o < n and buf[o] == inv
+        item, end = compiled.decode(buf, o, n, [])
+        cmd = compiled.command
         if cid == HISTORY_HEADER:
             if not kind_seen:
                 out.consts.append(_Const(f"{base}.kind", _O, None, False, None))
@@ -570,25 +592,15 @@ def _bytes_slot(slot: _BytesSlot, flat: np.ndarray, m: int, L: int
         for j, r in enumerate(uniq.tolist()):
             lut[j] = tuple(n for i, n in enumerate(f.bits) if n and r >> i & 1)
         bad = (raw & reserved) != 0
+        if not bad.any():
+            bad = None
     else:
-        size = f.size
-        assert size is not None
-        block = np.ascontiguousarray(np.ndarray((m, size), np.uint8, flat, slot.off, (L, 1)))
-        uniq, inv = np.unique(block.view(np.dtype((np.void, size))).ravel(),
+        block = np.ascontiguousarray(np.ndarray((m, f.size), np.uint8, flat, slot.off, (L, 1)))
+        uniq, inv = np.unique(block.view(np.dtype((np.void, f.size))).ravel(),
                               return_inverse=True)
         lut = np.empty(len(uniq), object)
-        bad_lut = np.zeros(len(uniq), bool)
         for j, u in enumerate(uniq):
-            data = u.tobytes()
-            if isinstance(f, Hex):
-                lut[j] = data.hex()
-                continue
-            try:
-                lut[j] = _text(data, 0, size, slot.cid, f.name, f.ascii_only)
-            except DecodeError:
-                bad_lut[j] = True
-        bad = bad_lut[inv]
-    if not bad.any():
+            lut[j] = u.tobytes().hex()
         bad = None
     return _Result(slot.path, _O, None, lut[inv.ravel()], None, False), bad
 

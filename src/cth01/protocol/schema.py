@@ -44,7 +44,9 @@ WIRE: dict[str, tuple[str, int, int, int]] = {
 class Num:
     """An integer on the wire, presented as int, float (raw / scale), enum name, bool or time.
 
-    `range` is in engineering units (after scale and base) and inclusive. `sentinel` is the raw
+    `range` is in engineering units (after scale and base) and inclusive; `accepts`, where set,
+    is the wider range the decoder tolerates (values other tools may have configured) while the
+    encoder keeps to `range`. `sentinel` is the raw
     value meaning "no data / measurement error": it decodes to None and is reported in the
     item's `unavailable` list. `when=(field, raw_values)` makes the field present only when
     an earlier field's raw value is one of raw_values (alarm values). `measured=True` marks a
@@ -59,6 +61,7 @@ class Num:
     base: int = 0
     unit: str = ""
     range: tuple[float, float] | None = None
+    accepts: tuple[float, float] | None = None
     enum: Mapping[int, Any] | None = None
     choices: frozenset[int] | None = None
     sentinel: int | None = None
@@ -76,20 +79,22 @@ class Num:
         """The presented number of a raw integer (scale and base applied)."""
         return (raw / self.scale if self.scale != 1 else raw) + self.base
 
-    def allowed_range(self) -> str:
+    def allowed_range(self, *, decoding: bool = False) -> str:
         """Allowed values in engineering units, e.g. "1..1440 min" or "one of -720, ..."."""
         if self.choices is not None:
             return "one of " + ", ".join(str(c) for c in sorted(self.choices))
         lo, hi = (f"{v:g}" if isinstance(v, float) else str(v)
-                  for v in map(self.engineering, self.raw_bounds()))
+                  for v in map(self.engineering, self.raw_bounds(decoding=decoding)))
         return f"{lo}..{hi}{' ' + self.unit if self.unit else ''}"
 
-    def raw_bounds(self) -> tuple[int, int]:
-        """Inclusive bounds of the raw integer: the range mapped to raw, clipped to the width."""
+    def raw_bounds(self, *, decoding: bool = False) -> tuple[int, int]:
+        """Inclusive bounds of the raw integer: the range (or, decoding, the accepted range)
+        mapped to raw and clipped to the width."""
         _, _, lo, hi = WIRE[self.wire]
-        if self.range is not None:
-            lo = max(lo, round((self.range[0] - self.base) * self.scale))
-            hi = min(hi, round((self.range[1] - self.base) * self.scale))
+        rng = self.accepts if decoding and self.accepts is not None else self.range
+        if rng is not None:
+            lo = max(lo, round((rng[0] - self.base) * self.scale))
+            hi = min(hi, round((rng[1] - self.base) * self.scale))
         return lo, hi
 
 

@@ -75,7 +75,9 @@ REPLY_RESULTS_FIRMWARE = _enum(
     write_parameter_error=5, read_error=6, write_error=7, read_apply_error=8,
     write_apply_error=9,
 )
-REPLY_RESULTS_GUIDE = _enum(success=0, parameter_error=5, execution_error=7,
+# The guide names 5 "parameter error" and 7 "execution error"; we use the firmware's names for
+# the same codes so that a reply reads the same in both dialects.
+REPLY_RESULTS_GUIDE = _enum(success=0, write_parameter_error=5, write_error=7,
                             association_error=10)
 # UTC offsets (minutes) the firmware's time-zone list offers.
 TIME_ZONES_MIN = frozenset({
@@ -136,12 +138,14 @@ def _energy_and_power() -> list[Command]:
 
 
 def _alarm(cid: int, name: str, title: str, codes: tuple[int, ...], value: Num | None,
-           value_types: frozenset[int] | None, channel: Num | None, dialects: frozenset) -> Command:
+           value_types: frozenset[int] | None, channel: Num | None, dialects: frozenset,
+           examples: tuple[str, ...] = ()) -> Command:
     fields: list = [channel] if channel else []
     fields.append(Num("alarm", "u8", enum=_alarm_types(*codes)))
     if value is not None:
         fields.append(value if value_types is None else _when(value, value_types))
-    return Command(cid, name, title, UP, tuple(fields), dialects=dialects, kind="alarm")
+    return Command(cid, name, title, UP, tuple(fields), dialects=dialects, kind="alarm",
+                   examples=examples)
 
 
 def _when(num: Num, raw_types: frozenset[int]) -> Num:
@@ -167,7 +171,8 @@ def _threshold(cid: int, name: str, title: str, channel: Num | None, unit_field:
                    examples=example)
 
 
-def _current_interface(cid: int, group: str, first: int) -> Command:
+def _current_interface(cid: int, group: str, first: int, examples: tuple[str, ...] = ()
+                       ) -> Command:
     fields: list = [Num("circuit", "u8", enum=_enum(single_phase=0, three_phase=1),
                         default="single_phase",
                         doc="0 single-phase, 1 three-phase (opposite polarity to the 07-17 masks)")]
@@ -177,7 +182,7 @@ def _current_interface(cid: int, group: str, first: int) -> Command:
         fields.append(Num(f"ct_range_{k + 1}", "u16", enum=CT_RANGES, default="none",
                           doc=f"channel {first + k}"))
     return Command(cid, f"current_interface_{group}", f"Current interface, group {group}", BOTH,
-                   tuple(fields), reply="ef",
+                   tuple(fields), reply="ef", examples=examples,
                    doc=f"Circuit type and the CT of channels {first}-{first + 2}.")
 
 
@@ -221,11 +226,13 @@ def _alarms() -> list[Command]:
     ch12, ch3 = _channel(12), _channel(3, "voltage phase L1-L3")
     return [
         _alarm(0x30, "temperature_alarm", "Temperature alarm", _T_CODES_FW, temp, _T_VALUE,
-               None, fw),
+               None, fw, ("30139e0a", "3000")),
         _alarm(0x30, "temperature_alarm", "Temperature alarm", (0x00, 0x03, *range(0x10, 0x18)),
                temp, None, None, gd),
-        _alarm(0x31, "current_alarm", "Current alarm", _CV_CODES_FW, cur_fw, _CV_VALUE, ch12, fw),
-        _alarm(0x31, "current_alarm", "Current alarm", _CV_CODES_GUIDE, cur_gd, None, ch12, gd),
+        _alarm(0x31, "current_alarm", "Current alarm", _CV_CODES_FW, cur_fw, _CV_VALUE, ch12, fw,
+               ("3104023c2800", "310300")),
+        _alarm(0x31, "current_alarm", "Current alarm", _CV_CODES_GUIDE, cur_gd, None, ch12, gd,
+               ("3104023c28",)),
         _alarm(0x32, "voltage_alarm", "Voltage alarm", _CV_CODES_FW, volt, _CV_VALUE, ch3, fw),
         _alarm(0x32, "voltage_alarm", "Voltage alarm", _CV_CODES_GUIDE, volt, None, ch3, gd),
         _alarm(0x33, "thdi_alarm", "Current THD alarm", (0x00, 0x12, 0x13), thdi, _THD_VALUE,
@@ -272,7 +279,8 @@ COMMANDS: tuple[Command, ...] = (
     Command(0xED, "history_header", "History record header", UP, (
         Num("mode", "u8", enum=HISTORY_MODES),
         Num("timestamp", "u32", time=True, unit="s"),
-    ), kind="history", doc="Starts a history record; the items up to the next ed belong to it."),
+    ), kind="history", doc="Starts a history record; the items up to the next ed belong to it.",
+            examples=("ed01a1b1856901360a",)),
     Command(0x40, "monthly_kind", "Monthly record kind", UP,
             (Num("kind", "u8", enum=MONTHLY_KINDS),), kind="history",
             doc="Only directly after an ed header."),
@@ -284,7 +292,8 @@ COMMANDS: tuple[Command, ...] = (
         Num("lorawan_class", "u8", enum=_enum(A=0, B=1, C=2, C_to_B=3)),
     ), sub=0x00, dialects=GUIDE_ONLY, kind="info", unique=True),
     Command(0xDF, "tsl_version", "Protocol (TSL) version", UP,
-            (Num("major", "u8"), Num("minor", "u8")), kind="info", unique=True),
+            (Num("major", "u8"), Num("minor", "u8")), kind="info", unique=True,
+            examples=("df0100", "df0102")),
     Command(0xDE, "product_name", "Product name", UP, (Text("product_name", size=32),),
             dialects=FIRMWARE_ONLY, kind="info", unique=True),
     Command(0xDD, "part_number", "Part number", UP, (Text("part_number", size=32),),
@@ -357,8 +366,8 @@ COMMANDS: tuple[Command, ...] = (
             (Num("wiring", "u8", enum=_enum(**{"3P4W": 0, "3P3W": 1}), default="3P4W",
                  doc="guide labels: 00 single-phase, 01 three-phase"),), reply="ef"),
     _current_interface(0x67, "a", 1),
-    _current_interface(0x68, "b", 4),
-    _current_interface(0x69, "c", 7),
+    _current_interface(0x68, "b", 4, ("6801010400010200000100",)),
+    _current_interface(0x69, "c", 7, ("6900010000010100010000",)),
     _current_interface(0x6A, "d", 10),
     Command(0x6B, "temperature_calibration", "Temperature calibration", BOTH, (
         _enabled(), Num("offset_c", "s16", scale=100, unit="°C", range=(-120, 120), default=0),
@@ -395,13 +404,16 @@ COMMANDS: tuple[Command, ...] = (
     Command(0xC5, "retransmission", "Data retransmission", BOTH, (_enabled(),), sub=0x01,
             reply="ef"),
     Command(0xC5, "retransmission_interval", "Retransmission interval", BOTH,
-            (Num("seconds", "u16", unit="s", range=(120, 1200), default=600),), sub=0x02,
+            (Num("seconds", "u16", unit="s", range=(120, 1200), accepts=(30, 1200), default=600),),
+            sub=0x02,
             reply="ef"),
     Command(0xC5, "retrieval_interval", "History retrieval interval", BOTH,
-            (Num("seconds", "u16", unit="s", range=(120, 1200), default=120),), sub=0x03,
+            (Num("seconds", "u16", unit="s", range=(120, 1200), accepts=(30, 1200), default=120),),
+            sub=0x03,
             reply="ef"),
     Command(0xC6, "daylight_saving_time", "Daylight saving time", BOTH, (
-        _enabled(), Num("bias_min", "u8", unit="min", range=(1, 120), default=60),
+        _enabled(), Num("bias_min", "u8", unit="min", range=(1, 120), accepts=(0, 120),
+                        default=60),
         *_dst_edge("start"), *_dst_edge("end"),
     ), reply="ef", examples=("c6013c03573c000a573c00",)),
     Command(0xC7, "time_zone", "Time zone", BOTH,
