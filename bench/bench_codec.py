@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cth01.protocol import GroupReading, decode, encode_uplink, items
+from cth01.protocol import GroupReading, Item, decode, encode_uplink, items
 from cth01.protocol.columnar import decode_many
 from cth01.protocol.table import COMMANDS
 
@@ -24,7 +24,7 @@ GROUPED = [c for c in COMMANDS if 0x07 <= c.id <= 0x17]
 
 
 def _grouped(cls: type, field: str, groups: tuple[str, ...], phase: str, rng: random.Random,
-             lo: int, hi: int) -> items.Item:
+             lo: int, hi: int) -> Item:
     out = []
     for g in groups:
         if phase == "single":
@@ -35,7 +35,7 @@ def _grouped(cls: type, field: str, groups: tuple[str, ...], phase: str, rng: ra
     return cls(**{field: tuple(out)})
 
 
-def periodic_items(rng: random.Random, phase: str) -> list:
+def periodic_items(rng: random.Random, phase: str) -> list[Item]:
     """Items 01-06 and every grouped item 07-17, random in-range values."""
     def pct(k: int) -> tuple[float, ...]:
         return tuple(rng.randint(0, 10000) / 100 for _ in range(k))
@@ -97,55 +97,57 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+            cpu = next(line.split(":", 1)[1].strip() for line in fh
+                       if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return (f"{cpu}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, "
-            f"numpy {np.__version__}")
+    return (f"{cpu}, {os.cpu_count()} logical CPUs, one used; Python "
+            f"{platform.python_version()}, numpy {np.__version__}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller counts (smoke run)")
+    ap.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
     ap.add_argument("--frames", type=int, default=100_000, help="batch size for decode_many")
     args = ap.parse_args()
-    n_pf, rep = (2_000, 3) if args.quick else (20_000, 5)
+    n_pf, rep = (2_000, 3) if args.quick else (20_000, 7)
     n_batch = 10_000 if args.quick else args.frames
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+    if hasattr(os, "sched_setaffinity"):  # one core
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
     rng = random.Random(7)
     single, three = periodic_frame(rng, "single"), periodic_frame(rng, "three")
-    rows: list[tuple[str, str, float]] = []
-
-    def add(what: str, size: str, rate: float) -> None:
-        rows.append((what, size, rate))
-        print(f"  {what:<58} {size:>9} {rate:>14,.0f} frames/s", flush=True)
-
     print(machine())
+    print(f"{'measurement':<70} {'frame':>7} {'frames/s':>11}")
+
+    def row(what: str, size: int, rate: float, note: str = "") -> None:
+        print(f"{what:<70} {size:>5} B {rate:>11,.0f}{'  ' + note if note else ''}",
+              flush=True)
+
     for name, frame in (("single-phase", single), ("three-phase", three)):
         for d in ("auto", "firmware"):
-            add(f"decode, {name} periodic, dialect={d}", f"{len(frame)} B",
+            row(f"decode, {name} periodic, dialect={d}", len(frame),
                 per_frame(frame, n_pf, rep, dialect=d))
-    add("decode(dialect=firmware).to_dict(), single-phase periodic", f"{len(single)} B",
-        to_dict(single, n_pf // 2, rep))
-    add("decode(dialect=firmware).to_dict(), three-phase periodic", f"{len(three)} B",
-        to_dict(three, n_pf // 2, rep))
+    for name, frame in (("single-phase", single), ("three-phase", three)):
+        row(f"decode(dialect=firmware).to_dict(), {name} periodic", len(frame),
+            to_dict(frame, n_pf // 2, rep))
 
     for name, phase in (("single-phase", "single"), ("three-phase", "three")):
         frames = batch(n_batch, phase)
-        distinct = len(set(frames))
-        size = f"{len(frames[0])} B"
+        size = len(frames[0])
+        assert len(set(frames)) == n_batch, "frames are not distinct"
+        rates = {}
         for d in ("firmware", "auto"):
+            t = time.perf_counter()
             cols = decode_many(frames, dialect=d)
-            assert cols.ok.all() and cols.vectorised.any(), (d, cols)
-            rate = n_batch / best(lambda d=d: decode_many(frames, dialect=d), rep)
-            add(f"decode_many, {n_batch:,} {name} frames, dialect={d}", size, rate)
-        loop = n_batch / best(lambda: [decode(f, dialect="firmware") for f in frames],
-                              max(1, rep // 2))
-        add(f"loop over decode, same {n_batch:,} {name} frames, firmware", size, loop)
-        print(f"  ({distinct:,} distinct frames; decode_many/loop = "
-              f"{rows[-3][2] / loop:.1f}x firmware)", flush=True)
+            cold = n_batch / (time.perf_counter() - t)
+            assert cols.ok.all() and cols.vectorised.all(), (d, cols)
+            rates[d] = n_batch / best(lambda d=d, fs=frames: decode_many(fs, dialect=d), rep)
+            row(f"decode_many, {n_batch:,} distinct {name} frames, dialect={d}", size,
+                rates[d], f"(first call {cold:,.0f})")
+        loop = n_batch / best(lambda fs=frames: [decode(f, dialect="firmware") for f in fs], 2)
+        row(f"[decode(f, dialect=firmware) for f in the same {n_batch:,}]", size, loop,
+            f"(decode_many is {rates['firmware'] / loop:.0f}x)")
 
 
 if __name__ == "__main__":

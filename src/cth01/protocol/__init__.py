@@ -16,6 +16,7 @@ Imports nothing else of cth01.
 from types import SimpleNamespace
 
 from .codec import decode, decode_downlink, encode_downlink, encode_uplink
+from .columnar import Columns, decode_many
 from .errors import DecodeError, EncodeError, ProtocolError
 from .model import GroupReading, HistoryRecord, Item, Uplink, item_class
 from .schema import Command, Dialect, Direction
@@ -24,7 +25,7 @@ from .table import COMMANDS
 items = SimpleNamespace(**{item_class(c).__name__: item_class(c) for c in COMMANDS})
 
 __all__ = [
-    "COMMANDS", "Command", "DecodeError", "Dialect", "Direction", "EncodeError",
+    "COMMANDS", "Columns", "Command", "DecodeError", "Dialect", "Direction", "EncodeError",
     "GroupReading", "HistoryRecord", "Item", "ProtocolError", "Uplink", "decode",
-    "decode_downlink", "encode_downlink", "encode_uplink", "item_class", "items",
+    "decode_downlink", "decode_many", "encode_downlink", "encode_uplink", "item_class", "items",
 ]

@@ -66,17 +66,18 @@ def _range(warn: list | None, off: int, cid: int, name: str, raw: object, allowe
     warn.append(str(err).replace("invalid", "out of range", 1))
 
 
-def _text(buf: bytes, off: int, n: int, cid: int, name: str, ascii_only: bool) -> str:
+def _text(buf: bytes, off: int, n: int, cid: int, name: str) -> str:
     raw = bytes(buf[off:off + n])
     # NUL padding at the end is stripped; a NUL inside the text is not text
     stripped = raw.rstrip(b"\0")
     if b"\0" in stripped:
         raise DecodeError(f"{name}: NUL byte inside the text", offset=off, command=cid)
+    # ASCII-only fields are still read as UTF-8: other tools may have written such a name
     try:
-        return stripped.decode("ascii" if ascii_only else "utf-8")
+        return stripped.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DecodeError(f"{name}: not valid {'ASCII' if ascii_only else 'UTF-8'} "
-                          f"({exc.reason})", offset=off + exc.start, command=cid) from None
+        raise DecodeError(f"{name}: not valid UTF-8 ({exc.reason})", offset=off + exc.start,
+                          command=cid) from None
 
 
 def _ts(raw: int) -> datetime:
@@ -277,8 +278,7 @@ def _gen_run(g: _Gen, run: list, ind: int) -> None:
         elif isinstance(f, Hex):
             g.emit(ind, f"v_{f.name} = buf[{off}:{off} + {f.size}].hex()")
         elif isinstance(f, Text):
-            g.emit(ind, f"v_{f.name} = _text(buf, {off}, {f.size}, CID, {f.name!r}, "
-                        f"{f.ascii_only})")
+            g.emit(ind, f"v_{f.name} = _text(buf, {off}, {f.size}, CID, {f.name!r})")
         pos += _size(f)
 
 
@@ -365,7 +365,7 @@ def _gen_variable(g: _Gen, f: object, ind: int) -> None:
                     f"'1..{f.max_length}')")
         g.emit(ind, "o += 1")
         g.need(ind, "n", f.name)
-        g.emit(ind, f"v_{f.name} = _text(buf, o, n, CID, {f.name!r}, {f.ascii_only})")
+        g.emit(ind, f"v_{f.name} = _text(buf, o, n, CID, {f.name!r})")
         g.emit(ind, "o += n")
     elif isinstance(f, Echo):
         n = g.raw[f.length_field]
@@ -510,7 +510,8 @@ def _encode_fields(cmd: Command, dialect: Dialect, item: Item, out: bytearray,
         elif isinstance(f, Hex):
             out += _hex_bytes(cmd, f.name, getattr(item, f.name), f.size)
         elif isinstance(f, Text):
-            out += _text_bytes(cmd, f, getattr(item, f.name))
+            out += _text_bytes(cmd, f, getattr(item, f.name), ascii_only=f.ascii_only
+                               and not limits.accepting)
         elif isinstance(f, Echo):
             out += _hex_bytes(cmd, f.name, getattr(item, f.name), None)
         elif isinstance(f, Grouped):
@@ -529,15 +530,15 @@ def _hex_bytes(cmd: Command, name: str, value: object, size: int | None) -> byte
     return data
 
 
-def _text_bytes(cmd: Command, f: Text, value: object) -> bytes:
+def _text_bytes(cmd: Command, f: Text, value: object, *, ascii_only: bool) -> bytes:
     limit = f.size if f.size is not None else f.max_length
     try:
-        data = value.encode("ascii" if f.ascii_only else "utf-8")  # type: ignore[union-attr]
+        data = value.encode("ascii" if ascii_only else "utf-8")  # type: ignore[union-attr]
     except (AttributeError, UnicodeEncodeError):
         data = None
     if data is None or b"\0" in data or len(data) > limit or (f.size is None and not data):
         raise EncodeError("not a valid text", command=cmd.name, field=f.name, value=value,
-                          allowed=f"1-{limit} {'ASCII' if f.ascii_only else 'UTF-8'} bytes")
+                          allowed=f"1-{limit} {'ASCII' if ascii_only else 'UTF-8'} bytes")
     if f.size is not None:
         return data.ljust(f.size, b"\0")
     return bytes([len(data)]) + data

@@ -16,7 +16,7 @@ from typing import Literal, NamedTuple
 from ._compile import Compiled, compile_command, register_echo_names
 from .errors import DecodeError, EncodeError
 from .model import HistoryRecord, Item, Uplink
-from .schema import Command, Dialect, Grouped
+from .schema import WIRE, Command, Dialect, Flags, Grouped, Hex, Nibbles, Num, Text
 from .table import COMMANDS
 
 HISTORY_HEADER, MONTHLY_KIND = 0xED, 0x40
@@ -34,6 +34,22 @@ class _Entry(NamedTuple):
     # mask byte (first body byte) equals this value (all groups single-phase)
     invariant: bool | int
     structural: bool  # ed / 40: shape history records instead of becoming items
+    body_size: int | None  # bytes after the id (and sub-id) when fixed, else None
+
+
+def _body_size(cmd: Command, dialect: Dialect) -> int | None:
+    size = 0
+    for f in cmd.fields:
+        if isinstance(f, Grouped):
+            if dialect is Dialect.FIRMWARE:
+                return None  # the mask decides
+            size += 1 + 3 * len(f.groups) * WIRE[f.wire][1]
+        elif ((isinstance(f, Num) and f.when is None) or isinstance(f, Flags | Nibbles | Hex)
+              or (isinstance(f, Text) and f.size is not None)):
+            size += f.size
+        else:
+            return None  # conditional values, counted text, reply echoes
+    return size
 
 
 def _lookup(cmd: Command, dialect: Dialect, uplink: bool) -> Command | None:
@@ -60,7 +76,8 @@ def _build(dialect: Dialect, uplink: bool) -> tuple[list, dict[str, Compiled]]:
         else:
             invariant = True
         entry = _Entry(compiled.decode, 1 << cmd.id if cmd.unique else 0,
-                       invariant, cmd.id in (HISTORY_HEADER, MONTHLY_KIND) and uplink)
+                       invariant, cmd.id in (HISTORY_HEADER, MONTHLY_KIND) and uplink,
+                       _body_size(cmd, dialect))
         if cmd.sub is None:
             assert table[cmd.id] is None, cmd
             table[cmd.id] = entry
@@ -127,7 +144,7 @@ def _walk(buf: bytes, dialect: Dialect, uplink: bool, warn: list | None
             if entry is None:
                 raise DecodeError(f"unknown sub-id 0x{sub:02x}", offset=o, command=cid)
             o += 1
-        decoder, bit, inv, structural = entry
+        decoder, bit, inv, structural, _ = entry
         if invariant and inv is not True:
             invariant = inv is not False and o < n and buf[o] == inv
         item, o = decoder(buf, o, n, warn)
@@ -151,6 +168,28 @@ def _walk(buf: bytes, dialect: Dialect, uplink: bool, warn: list | None
     if header is not None:
         records.append(_record(header, kind, items, header_at))
     return live, records, invariant
+
+
+def _may_parse(buf: bytes, dialect: Dialect, uplink: bool) -> bool:
+    """False when the frame certainly does not parse in `dialect`: a walk over item lengths
+    alone (no values decoded) runs into an unknown id or off the end. Cheap enough to spare
+    auto-detection most full second readings."""
+    table = _TABLES[(dialect, uplink)][0]
+    n = len(buf)
+    o = 0
+    while o < n:
+        entry = table[buf[o]]
+        o += 1
+        if entry is None:
+            return False
+        if type(entry) is not _Entry:
+            if o >= n or (entry := entry.get(buf[o])) is None:
+                return False
+            o += 1
+        if entry.body_size is None:
+            return True  # variable length: only a full reading can tell
+        o += entry.body_size
+    return o == n
 
 
 def _record(header: Item, kind: str | None, items: list[Item], at: int) -> HistoryRecord:
@@ -219,6 +258,9 @@ def decode(payload: bytes, *, dialect: DialectName = "auto", strict_ranges: bool
     live, records, invariant, warnings = fw
     if invariant:
         return Uplink(dialect="common", items=tuple(live), history=tuple(records),
+                      warnings=tuple(warnings))
+    if not _may_parse(buf, Dialect.GUIDE, True):
+        return Uplink(dialect="firmware", items=tuple(live), history=tuple(records),
                       warnings=tuple(warnings))
     try:
         gd = _parse(buf, Dialect.GUIDE, True, strict_ranges)

@@ -3,46 +3,52 @@
 Owns: `decode_many` and its result `Columns`, for bulk work (history backfill, replay,
 export) over 10^5-10^6 frames. Frames are grouped by length and structure; each group's
 layout is learnt from its first frame with the per-frame decoder (`codec`), every other frame
-of the group is checked against that layout's structural bytes (ids, sub-ids, phase masks,
-alarm types, lengths) and its value fields are decoded for all rows at once from byte columns
-— same scale division, sentinels, range / enum / reserved-bit checks as the generated
-decoders, so each value equals the per-frame float bit for bit. Rows that fail a check or do
-not match any layout are decoded by `codec.decode` one at a time.
+of the group must equal that frame in every structural byte (ids, sub-ids, phase masks, alarm
+types, lengths, texts), and the value fields of all its rows are then decoded at once from
+byte columns — with the generated decoders' scale division (raw / scale, so every float
+equals the per-frame one bit for bit), sentinels and range / enum / reserved-bit checks.
+Rows that fail a check or match no layout are decoded by `codec.decode`, one at a time.
 
-Never decides anything about the wire format itself: the table (through `codec`) says what
-a frame means, this module only reads the same bytes faster. Never raises for a bad payload
-(each becomes a per-row `DecodeError`); never returns a value that `decode` would not give.
+Never decides what the bytes mean: the command table (through `codec`) does, this module only
+reads the same bytes faster. Never raises for a bad payload (each becomes a per-row
+`DecodeError`, the one `decode` raises); never returns a value `decode` would not give.
 
-Column paths (`Columns.columns` keys):
-  ``<item>.<field>``                 scalar field, shape (N,): ``temperature.temperature_c``
-  ``<item>.<field>``                 array field, shape (N, count): ``current.current_a``
-  ``<item>.<field>.<g>``             grouped channels (single-phase, or any guide group), (N, 3)
-  ``<item>.<field>.<g>.total``       grouped three-phase total (firmware dialect), (N,)
-  ``<item>.<field>.<g>.phase``       "single" / "three"
-  ``history[r].mode|timestamp|kind`` history record header; ``history[r].<item>.<field>``
-An item that occurs more than once in a frame or record (alarms, replies) gets ``<item>[1]``,
-``<item>[2]``... for its later occurrences.
-dtypes: numbers float64 (integers are exact), timestamps datetime64[s], enum names, texts,
-hex strings, flag tuples object. A row without the field (another layout, an error row, a
-sentinel) holds NaN / NaT / None; `Columns.unavailable[path]` (fields with a sentinel only)
-is True where the device sent its "no data" sentinel, `Columns.present[<item path>]` where
-the frame carried the item.
+Column paths (`Columns.columns` keys; an item's later occurrences in one frame or record are
+``<item>[1]``, ``<item>[2]``...):
+  ``<item>.<field>``              scalar field, shape (N,): ``temperature.temperature_c``
+  ``<item>.<field>``              array field, (N, count): ``current.current_a`` is (N, 12)
+  ``<item>.<field>.<g>``          grouped, three channel values (single-phase groups, and
+                                  every guide-dialect group), (N, 3)
+  ``<item>.<field>.<g>.total``    grouped, a three-phase group's total (firmware), (N,)
+  ``<item>.<field>.<g>.phase``    "single" / "three"
+  ``history[r].mode|timestamp|kind``, ``history[r].<item>.<field>``   history record r
+A path has one shape for the whole batch, hence ``.total`` beside the (N, 3) channels.
+dtypes: numbers float64 (integers are exact), timestamps datetime64[s]; enum names, flag
+tuples, hex strings and texts object. Where a row has no value (a row of another layout, an
+error row, a sentinel, an alarm without a value) a column holds NaN / NaT / None;
+`Columns.unavailable[path]` (fields with a sentinel) is True exactly where the item's
+`unavailable` lists the field (the device sent its "no data" sentinel),
+`Columns.present[<item or record path>]` where the frame carried that item or record.
+All arrays are read-only; columns may be views of one shared block (copy to modify).
 
-Dialects: with "firmware" or "guide" every group is decoded vectorised in that dialect. With
-"auto" a group is vectorised when its first frame decodes as "common" because it reads the
-same in both dialects by construction (the codec's invariance rule: only ids, sub-ids and
-phase masks decide it, and those are structural bytes here) — then every matching row is
-"common" too. A group whose first frame is "firmware" (or "guide") has its values decoded
-vectorised in that dialect, but whether the other dialect also parses a row depends on its
-values, so each row still gets a per-frame attempt in the other dialect (a failure confirms
-the label; a success sends the row to `decode`). Groups whose first frame is ambiguous or
-"common" only by comparing both readings are decoded per frame. For firmware-only data pass
-dialect="firmware": it is several times faster than "auto" on three-phase frames.
+Dialects: with "firmware" or "guide" every layout is decoded vectorised in that dialect. With
+"auto" the label of a row must be the one `decode` gives, and that can depend on values, so:
+  * first frame "common" and reading the same in both dialects by the codec's invariance
+    rule (ids, sub-ids and phase masks only — all structural here): every matching row is
+    "common", vectorised;
+  * first frame "firmware" (or "guide"): the matching rows are read vectorised in that
+    dialect; each row keeps that label once the other dialect is shown to fail on it —
+    by a vectorised walk of the other dialect's structure (unknown ids, truncation, reserved
+    mask bits, rejected alarm types and lengths, duplicates, misplaced `40`, empty records)
+    or, where that walk cannot decide, by `decode` in the other dialect; rows the other
+    dialect reads go to `decode`;
+  * first frame ambiguous, or "common" only because both readings compared equal: every
+    matching row goes to `decode`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,8 +56,20 @@ import numpy as np
 
 from .codec import DialectName, compiled_commands, decode
 from .errors import DecodeError
-from .model import Item, Uplink
-from .schema import BOTH_DIALECTS, WIRE, Dialect, Echo, Flags, Grouped, Hex, Nibbles, Num, Text
+from .model import Item, Uplink, item_class
+from .schema import (
+    BOTH_DIALECTS,
+    WIRE,
+    Command,
+    Dialect,
+    Echo,
+    Flags,
+    Grouped,
+    Hex,
+    Nibbles,
+    Num,
+    Text,
+)
 from .table import COMMANDS
 
 __all__ = ["Columns", "decode_many"]
@@ -63,9 +81,10 @@ _F, _O, _M = "f", "O", "M"
 _DTYPE: dict[str, Any] = {_F: np.float64, _O: object, _M: "datetime64[s]"}
 _MISSING: dict[str, Any] = {_F: np.nan, _O: None, _M: np.datetime64("NaT", "s")}
 
-# how many layouts are tried per payload length before the rest go to `decode` one by one
-_MAX_TEMPLATES = 64
-_PAD = 4  # u24 values are read as u32; the byte after the last row must exist
+_MAX_TEMPLATES = 64  # layouts tried per payload length before the rest go to `decode`
+_PAD = 4  # u24 values are read as u32: the byte after the last row must exist
+_CHUNK = 4096  # rows per pass when gathering values (keeps the frames in cache)
+_MIN_NODE = 4  # fewer rows than this: the other-dialect walk leaves them to `decode`
 
 # wire type -> (numpy dtype of a strided view, byte step)
 _VIEW: dict[str, tuple[str, int]] = {
@@ -78,15 +97,15 @@ _VIEW: dict[str, tuple[str, int]] = {
 
 @dataclass(eq=False)
 class Columns:
-    """Decoded frames as columns; row i is payload i.
+    """Decoded frames as columns; row i is payload i (see the module docstring for paths).
 
-    `ok[i]` is False for frames that are not valid (their error is `errors[i]`, the same
-    `DecodeError` that `decode` raises; every column holds NaN / NaT / None there).
-    `dialect[i]` is what `decode` reports ("firmware", "guide", "common"; None for errors);
-    `ambiguous[i]` marks frames both dialects read differently (columns hold the firmware
-    reading, `row(i).alternative` the guide one). `warnings[i]` lists the range violations
-    of frames decoded with ``strict_ranges=False``. `vectorised[i]` says whether the row went
-    through the bulk path (diagnostics only: the values are the same either way).
+    `ok[i]` is False for frames that are not valid (`errors[i]` is the `DecodeError` that
+    `decode` raises; every column holds NaN / NaT / None in that row). `dialect[i]` is what
+    `decode` reports ("firmware", "guide", "common"; None for errors). `ambiguous[i]` marks
+    frames both dialects read differently (the columns hold the firmware reading,
+    `row(i).alternative` the guide one). `warnings[i]`: range violations of frames decoded
+    with ``strict_ranges=False``. `vectorised[i]`: whether the row took the bulk path
+    (diagnostics only; the values are the same either way).
     """
 
     n: int
@@ -100,7 +119,7 @@ class Columns:
     errors: dict[int, DecodeError]
     warnings: dict[int, tuple[str, ...]]
     _payloads: Sequence[Any] = field(repr=False)
-    _decode_args: dict[str, Any] = field(repr=False)
+    _options: dict[str, Any] = field(repr=False)
 
     def __len__(self) -> int:
         return self.n
@@ -112,16 +131,16 @@ class Columns:
         return path in self.columns
 
     def row(self, i: int) -> Uplink:
-        """Frame i decoded per frame (`decode` with the same options); raises its
-        `DecodeError` for an error row."""
-        return decode(self._payloads[i], **self._decode_args)
+        """Frame i decoded by `decode` with the same options (raises its `DecodeError` for an
+        error row)."""
+        return decode(self._payloads[i], **self._options)
 
     def __repr__(self) -> str:
         return (f"Columns(n={self.n}, ok={int(self.ok.sum())}, errors={len(self.errors)}, "
                 f"columns={len(self.columns)})")
 
 
-# --- the item schema: which columns an item gives ------------------------------------------
+# --- which columns an item gives -------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class _FieldCol:
@@ -137,7 +156,7 @@ def _num_kind(f: Num) -> str:
     return _O if f.enum is not None else _F
 
 
-def _schema_of(cmd: Any) -> tuple[_FieldCol, ...]:
+def _schema_of(cmd: Command) -> tuple[_FieldCol, ...]:
     hidden = {f.length_field for f in cmd.fields if isinstance(f, Echo)}
     out: list[_FieldCol] = []
     for f in cmd.fields:
@@ -161,28 +180,44 @@ def _build_schemas() -> dict[str, tuple[_FieldCol, ...]]:
     for cmd in COMMANDS:
         if not cmd.is_uplink():
             continue
-        s = _schema_of(cmd)
+        new = _schema_of(cmd)
         old = schemas.get(cmd.name)
         if old is None:
-            schemas[cmd.name] = s
+            schemas[cmd.name] = new
             continue
-        if [(c.name, c.kind, c.width) for c in old] != [(c.name, c.kind, c.width) for c in s]:
-            raise AssertionError(f"{cmd.name}: dialects give different columns")
-        schemas[cmd.name] = tuple(
-            _FieldCol(a.name, a.kind, a.width, a.masked or b.masked) for a, b in zip(old, s,
-                                                                                    strict=True))
+        if [(c.name, c.kind, c.width) for c in old] != [(c.name, c.kind, c.width) for c in new]:
+            raise AssertionError(f"{cmd.name}: the dialects give different columns")
+        schemas[cmd.name] = tuple(_FieldCol(a.name, a.kind, a.width, a.masked or b.masked)
+                                  for a, b in zip(old, new, strict=True))
     return schemas
 
 
 _SCHEMAS = _build_schemas()
-_FIELD: dict[tuple[str, str], _FieldCol] = {
-    (name, c.name): c for name, cols in _SCHEMAS.items() for c in cols}
+_FIELD = {(name, c.name): c for name, cols in _SCHEMAS.items() for c in cols}
+
+
+def _listed_when(command: str, field: str) -> tuple[str, frozenset] | None:
+    """The model's rule for a scalar sentinel field: listed in `Item.unavailable` only while
+    the item's field `when[0]` holds one of the values `when[1]` (alarm values; the rule of
+    the item class, which both dialects share)."""
+    for name, shape, when in getattr(item_class(command), "_sentinel_fields", ()):
+        if name == field and shape == "scalar":
+            return when
+    return None
+
+
+def _decode_bounds(f: Num) -> tuple[int, int]:
+    """The raw bounds the generated decoders check."""
+    try:
+        return f.raw_bounds(decoding=True)  # type: ignore[call-arg]
+    except TypeError:  # a table without decode-only ranges
+        return f.raw_bounds()
 
 
 # --- the output arrays ---------------------------------------------------------------------
 
 class _Sink:
-    """The growing set of output columns; every array is allocated full size (n rows)."""
+    """The growing output; every array has n rows."""
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -210,22 +245,11 @@ class _Sink:
             p = self.present[path] = np.zeros(self.n, bool)
         return p
 
-    def put(self, path: str, kind: str, width: int | None, rows: np.ndarray | None,
-            values: np.ndarray) -> None:
-        """Store `values` (fresh, one per selected row) at `rows` (None: every row)."""
-        if rows is None and path not in self.cols:
-            self.cols[path] = values  # the group covers the batch: adopt the array
-        else:
-            self.col(path, kind, width)[slice(None) if rows is None else rows] = values
 
-    def put_mask(self, path: str, width: int | None, rows: np.ndarray | None,
-                 values: np.ndarray | None) -> None:
-        if rows is None and path not in self.masks and values is not None:
-            self.masks[path] = values
-            return
-        m = self.mask(path, width)
-        if values is not None:
-            m[slice(None) if rows is None else rows] = values
+def _full(n: int, kind: str, value: Any) -> np.ndarray:
+    a = np.empty(n, _DTYPE[kind])
+    a.fill(value)
+    return a
 
 
 # --- per-frame path: an Uplink into row i ---------------------------------------------------
@@ -291,61 +315,124 @@ def _put_uplink(sink: _Sink, i: int, u: Uplink) -> None:
             _put_item(sink, i, f"{base}.{_occurrence(counts, item.command_name)}", item)
 
 
+# --- dispatch: the codec's tables, rebuilt from its compiled commands ----------------------
+
+@dataclass(frozen=True, slots=True)
+class _Cmd:
+    compiled: Any  # codec's Compiled: .command and .decode(buf, o, end, warn)
+    command: Command
+    invariant: bool | int  # the codec's rule, see _dispatch
+    unique: int  # bit to test for duplicates, 0 if the item may repeat
+
+
+def _dispatch(dialect: Dialect) -> list:
+    """id -> _Cmd (or {sub-id: _Cmd}) for uplinks. Invariance is the codec's rule: a command
+    shared by both dialects reads the same in both; a grouped one only when every group is
+    single-phase (mask byte all ones)."""
+    table: list = [None] * 256
+    for compiled in compiled_commands(dialect, True).values():
+        cmd = compiled.command
+        grouped = next((f for f in cmd.fields if isinstance(f, Grouped)), None)
+        if cmd.dialects != BOTH_DIALECTS:
+            inv: bool | int = False
+        else:
+            inv = True if grouped is None else (1 << len(grouped.groups)) - 1
+        entry = _Cmd(compiled, cmd, inv, 1 << cmd.id if cmd.unique else 0)
+        if cmd.sub is None:
+            table[cmd.id] = entry
+        else:
+            table[cmd.id] = {**(table[cmd.id] or {}), cmd.sub: entry}
+    return table
+
+
+_DISPATCH = {d: _dispatch(d) for d in Dialect}
+
+
 # --- layouts: what a group's first frame teaches about the others ---------------------------
 
 @dataclass(frozen=True, slots=True)
-class _NumSlot:
-    """A value field read from byte columns: `count` values of `wire` at `off`."""
+class _Slot:
+    """A value field read from byte columns: `spec.count` (or `count`) values at `off`."""
 
     path: str
     kind: str
     width: int | None  # None: one value per row
     masked: bool
     off: int
-    spec: Num
+    spec: Num | Hex | Flags
+    count: int = 1
+    # listed in `unavailable` only when this item field (path) holds one of these values
+    when: tuple[str, frozenset] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _BytesSlot:
-    """A hex string or a flag mask: decoded once per distinct value."""
+@dataclass(slots=True)
+class _Class:
+    """Float slots sharing wire type, scale, base, sentinel and checks: rows r0..r1 of the
+    layout's float block."""
 
-    path: str
-    off: int
-    spec: Hex | Flags
+    wire: str
+    scale: int
+    base: int
+    sentinel: int | None
+    bounds: tuple[int, int] | None  # checked raw bounds (None: the wire's own)
+    choices: np.ndarray | None
+    r0: int = 0
+    r1: int = 0
+    low: float = -np.inf  # values below / above these need a closer look: out of the
+    high: float = np.inf  # checked bounds, or possibly the sentinel
+    scan: bool = False  # the sentinel lies inside the bounds: compare every value
 
+    def suspect(self, blk: np.ndarray) -> bool:
+        """Whether some value of `blk` (raw values) is a sentinel or fails a check."""
+        if self.scan or self.choices is not None:
+            return True
+        return bool((self.high != np.inf and blk.max() > self.high)
+                    or (self.low != -np.inf and blk.min() < self.low))
 
-@dataclass(frozen=True, slots=True)
-class _Const:
-    """A value fixed by the structural bytes (taken from the template's item)."""
-
-    path: str
-    kind: str
-    width: int | None
-    masked: bool
-    value: Any
+    def failing(self, blk: np.ndarray) -> np.ndarray | None:
+        """Values failing the range or choice check (sentinels included)."""
+        if self.choices is not None:
+            return ~np.isin(blk, self.choices)
+        if self.bounds is None:
+            return None
+        lo, hi = self.bounds
+        return (blk < lo) | (blk > hi)
 
 
 @dataclass(slots=True)
 class _Layout:
-    structural: np.ndarray  # byte offsets every row must share with the template
-    expected: np.ndarray  # the template's bytes there
-    slots: list[_NumSlot | _BytesSlot]
-    consts: list[_Const]
-    flags: list[str]  # item / record paths the layout carries
-    invariant: bool  # reads the same in both dialects (codec's rule)
+    structural: list[int] = field(default_factory=list)  # offsets every row shares
+    expected: list[int] = field(default_factory=list)  # the template's bytes there
+    floats: list[tuple[_Slot, int]] = field(default_factory=list)  # (slot, block row)
+    classes: list[_Class] = field(default_factory=list)
+    copies: list[tuple[int, int, str, int, int, bool]] = field(default_factory=list)
+    others: list[_Slot] = field(default_factory=list)  # enums, times, hex, flags
+    consts: list[tuple[str, str, int | None, bool, Any]] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # item / record paths
+    invariant: bool = True
+    rows: int = 0  # float block height
 
 
-def _const_field(out: _Layout, path: str, fc: _FieldCol, value: Any) -> None:
+def _const(out: _Layout, path: str, fc: _FieldCol, value: Any) -> None:
     if fc.width is not None:
         value = tuple(_cell(fc.kind, x) for x in value)
     else:
         value = _cell(fc.kind, value)
-    out.consts.append(_Const(path, fc.kind, fc.width, fc.masked, value))
+    out.consts.append((path, fc.kind, fc.width, fc.masked, value))
 
 
-def _walk_item(out: _Layout, struct: list[int], buf: bytes, o: int, cmd: Any, item: Item,
+def _slot(out: _Layout, path: str, fc_kind: str, width: int | None, masked: bool, off: int,
+          spec: Num, count: int, when: tuple[str, frozenset] | None = None) -> None:
+    s = _Slot(path, fc_kind, width, masked, off, spec, count, when)
+    if fc_kind == _F:
+        out.floats.append((s, -1))
+    else:
+        out.others.append(s)
+
+
+def _walk_item(out: _Layout, struct: list[int], buf: bytes, o: int, cmd: Command, item: Item,
                prefix: str, dialect: Dialect) -> int:
-    """Lay out one item's fields starting at body offset o; returns the end offset."""
+    """Lay out one item's fields from body offset o; returns the end offset."""
     when_refs = {f.when[0] for f in cmd.fields if isinstance(f, Num) and f.when}
     raws: dict[str, int] = {}
     name = cmd.name
@@ -354,262 +441,462 @@ def _walk_item(out: _Layout, struct: list[int], buf: bytes, o: int, cmd: Any, it
             fc = _FIELD[(name, f.name)]
             path = f"{prefix}.{f.name}"
             if f.when is not None and raws[f.when[0]] not in f.when[1]:
-                _const_field(out, path, fc, None)
+                _const(out, path, fc, None)  # absent value: sets the column up, NaN
                 continue
             if f.name in when_refs:  # decides the item's length: structural
                 struct.extend(range(o, o + f.size))
                 raws[f.name] = int.from_bytes(buf[o:o + f.size], "little",
                                               signed=WIRE[f.wire][2] < 0)
-                _const_field(out, path, fc, getattr(item, f.name))
+                _const(out, path, fc, getattr(item, f.name))
             else:
-                out.slots.append(_NumSlot(path, fc.kind, fc.width, fc.masked, o, f))
+                when = _listed_when(name, f.name)
+                _slot(out, path, fc.kind, fc.width, fc.masked, o, f, f.count,
+                      None if when is None else (f"{prefix}.{when[0]}", when[1]))
             o += f.size
         elif isinstance(f, Nibbles):
             struct.append(o)
             raws[f.high.name], raws[f.low.name] = buf[o] >> 4, buf[o] & 15
             for n in (f.high, f.low):
-                fc = _FIELD.get((name, n.name))
-                if fc is not None:  # the echo length is not an item field
-                    _const_field(out, f"{prefix}.{n.name}", fc, getattr(item, n.name))
+                fc_n = _FIELD.get((name, n.name))
+                if fc_n is not None:  # (a reply's echo length is no item field)
+                    _const(out, f"{prefix}.{n.name}", fc_n, getattr(item, n.name))
             o += 1
         elif isinstance(f, Flags | Hex):
-            out.slots.append(_BytesSlot(f"{prefix}.{f.name}", o, f))
+            out.others.append(_Slot(f"{prefix}.{f.name}", _O, None, False, o, f))
             o += f.size
         elif isinstance(f, Text):  # device names: rare in bulk data, kept as structure
             size = f.size if f.size is not None else 1 + buf[o]
             struct.extend(range(o, o + size))
-            _const_field(out, f"{prefix}.{f.name}", _FIELD[(name, f.name)],
-                         getattr(item, f.name))
+            _const(out, f"{prefix}.{f.name}", _FIELD[(name, f.name)], getattr(item, f.name))
             o += size
         elif isinstance(f, Echo):
             size = raws[f.length_field]
             struct.extend(range(o, o + size))
             for n in (f.name, "command"):
-                _const_field(out, f"{prefix}.{n}", _FIELD[(name, n)], getattr(item, n))
+                _const(out, f"{prefix}.{n}", _FIELD[(name, n)], getattr(item, n))
             o += size
         elif isinstance(f, Grouped):
-            fc = _FIELD[(name, f.name)]
+            masked = _FIELD[(name, f.name)].masked
             mask = buf[o]
             struct.append(o)
             o += 1
-            value = f.value
             w = WIRE[f.wire][1]
             for i, g in enumerate(f.groups):
                 gp = f"{prefix}.{f.name}.{g}"
                 single = bool(mask >> i & 1)
-                out.consts.append(_Const(gp + ".phase", _O, None, False,
-                                         "single" if single else "three"))
+                out.consts.append((gp + ".phase", _O, None, False,
+                                   "single" if single else "three"))
                 if single or dialect is Dialect.GUIDE:
-                    out.slots.append(_NumSlot(gp, _F, 3, fc.masked, o, _as_count(value, 3)))
+                    _slot(out, gp, _F, 3, masked, o, f.value, 3)
                     o += 3 * w
                 else:
-                    out.slots.append(_NumSlot(gp + ".total", _F, None, fc.masked, o, value))
+                    _slot(out, gp + ".total", _F, None, masked, o, f.value, 1)
                     o += w
         else:  # pragma: no cover - the table only uses the kinds above
             raise TypeError(f"cannot lay out field {f!r}")
     return o
 
 
-def _as_count(f: Num, count: int) -> Num:
-    return Num(**{k: getattr(f, k) for k in Num.__slots__ if k != "count"}, count=count)
-
-
-def _dispatch(dialect: Dialect) -> tuple[list, list]:
-    """id -> Compiled (or sub-id -> Compiled) and id -> invariance (the codec's rule: a
-    command shared by both dialects reads the same in both; a grouped one only when every
-    group is single-phase, i.e. when its mask byte is all ones)."""
-    table: list = [None] * 256
-    invariance: list = [None] * 256
-    for compiled in compiled_commands(dialect, True).values():
-        cmd = compiled.command
-        grouped = next((f for f in cmd.fields if isinstance(f, Grouped)), None)
-        if cmd.dialects != BOTH_DIALECTS:
-            inv: bool | int = False
-        else:
-            inv = True if grouped is None else (1 << len(grouped.groups)) - 1
-        if cmd.sub is None:
-            table[cmd.id], invariance[cmd.id] = compiled, inv
-        else:
-            table[cmd.id] = {**(table[cmd.id] or {}), cmd.sub: compiled}
-            invariance[cmd.id] = {**(invariance[cmd.id] or {}), cmd.sub: inv}
-    return table, invariance
-
-
-_DISPATCH = {d: _dispatch(d) for d in Dialect}
-
-
 def _layout(buf: bytes, dialect: Dialect) -> _Layout:
-    """The layout of a frame known to decode in `dialect` (the frame walker of `codec`,
-    recording offsets instead of values)."""
-    table, invariance = _DISPATCH[dialect]
-    out = _Layout(np.empty(0, np.intp), np.empty(0, np.uint8), [], [], [], True)
-    struct: list[int] = []
+    """The layout of a frame known to decode in `dialect`: the codec's frame walk, recording
+    offsets instead of values."""
+    table = _DISPATCH[dialect]
+    out = _Layout()
+    struct = out.structural
     n = len(buf)
     o = 0
     counts: dict[str, int] = {}
     base = ""
     record = -1
     kind_seen = True
-    invariant = True
     while o < n:
         cid = buf[o]
         struct.append(o)
-        compiled, inv = table[cid], invariance[cid]
+        entry = table[cid]
         o += 1
-        if type(compiled) is dict:
+        if type(entry) is dict:
             struct.append(o)
-            compiled, inv = compiled[buf[o]], inv[buf[o]]
+            entry = entry[buf[o]]
             o += 1
-        if invariant and inv is not True:
-            invariant = inv is not False and o < n and buf[o] == inv
-        item, end = compiled.decode(buf, o, n, [])
-        cmd = compiled.command
+        if out.invariant and entry.invariant is not True:
+            out.invariant = (entry.invariant is not False and o < n
+                             and buf[o] == entry.invariant)
+        item, end = entry.compiled.decode(buf, o, n, [])
+        cmd = entry.command
         if cid == HISTORY_HEADER:
             if not kind_seen:
-                out.consts.append(_Const(f"{base}.kind", _O, None, False, None))
+                out.consts.append((f"{base}.kind", _O, None, False, None))
             record += 1
             base = f"history[{record}]"
             out.flags.append(base)
             counts, kind_seen = {}, False
-            for f, suffix in zip(cmd.fields, ("mode", "timestamp"), strict=True):
+            for f in cmd.fields:  # mode, timestamp
                 fc = _FIELD[(cmd.name, f.name)]
-                out.slots.append(_NumSlot(f"{base}.{suffix}", fc.kind, None, False, o, f))
+                _slot(out, f"{base}.{f.name}", fc.kind, None, False, o, f, 1)
                 o += f.size
         elif cid == MONTHLY_KIND:
             kind_seen = True
             (f,) = cmd.fields
-            out.slots.append(_NumSlot(f"{base}.kind", _O, None, False, o, f))
+            _slot(out, f"{base}.kind", _O, None, False, o, f, 1)
             o += f.size
         else:
-            name = _occurrence(counts, cmd.name)
-            prefix = f"{base}.{name}" if base else name
+            prefix = _occurrence(counts, cmd.name)
+            prefix = f"{base}.{prefix}" if base else prefix
             out.flags.append(prefix)
             o = _walk_item(out, struct, buf, o, cmd, item, prefix, dialect)
         if o != end:  # pragma: no cover - the layout must agree with the decoder
             raise AssertionError(f"layout of {cmd.name} ends at {o}, decoder at {end}")
     if not kind_seen:
-        out.consts.append(_Const(f"{base}.kind", _O, None, False, None))
-    out.structural = np.array(struct, np.intp)
-    out.expected = np.frombuffer(buf, np.uint8)[out.structural]
-    out.invariant = invariant
+        out.consts.append((f"{base}.kind", _O, None, False, None))
+    out.expected = [buf[p] for p in struct]
+    _plan_floats(out)
     return out
+
+
+def _plan_floats(out: _Layout) -> None:
+    """Group the float slots into classes; give each a row range of the float block."""
+    by_key: dict[tuple, list[_Slot]] = {}
+    for s, _ in out.floats:
+        f = s.spec
+        assert isinstance(f, Num)
+        bounds = _decode_bounds(f)
+        _, _, wlo, whi = WIRE[f.wire]
+        key = (f.wire, f.scale, f.base, f.sentinel,
+               None if f.choices is not None or bounds == (wlo, whi) else bounds,
+               None if f.choices is None else tuple(sorted(f.choices)))
+        by_key.setdefault(key, []).append(s)
+    row = 0
+    floats = []
+    for (wire, scale, base, sentinel, bounds, choices), slots in by_key.items():
+        cls = _Class(wire, scale, base, sentinel, bounds,
+                     None if choices is None else np.array(choices, np.float64), r0=row)
+        _, _, wlo, whi = WIRE[wire]
+        lo, hi = bounds if bounds is not None else (wlo, whi)
+        if lo != wlo:
+            cls.low = lo
+        if hi != whi:
+            cls.high = hi
+        if sentinel is not None and lo <= sentinel <= hi:
+            if sentinel == hi:  # the top of the range (u32 energies): spotted by the maximum
+                cls.high = hi - 1
+            elif sentinel == lo:
+                cls.low = lo + 1
+            else:  # e.g. -1 W among signed powers
+                cls.scan = True
+        for s in slots:
+            floats.append((s, row))
+            dt, step = _VIEW[wire]
+            out.copies.append((s.off, s.count, dt, step, row, wire == "u24"))
+            row += s.count
+        cls.r1 = row
+        out.classes.append(cls)
+    out.floats = floats
+    out.rows = row
 
 
 # --- vectorised value decoding ---------------------------------------------------------------
 
-@dataclass(slots=True)
-class _Result:
-    path: str
-    kind: str
-    width: int | None
-    values: np.ndarray
-    mask: np.ndarray | None  # sentinel positions (masked fields)
-    masked: bool
+def _pieces(structural: list[int], expected: list[int]) -> list[tuple[int, str, int]]:
+    """Runs of adjacent structural bytes as (offset, dtype, expected value), <= 8 bytes each."""
+    out: list[tuple[int, str, int]] = []
+    k = 0
+    while k < len(structural):
+        start = structural[k]
+        run = 1
+        while k + run < len(structural) and structural[k + run] == start + run and run < 8:
+            run += 1
+        size = 8 if run >= 8 else 4 if run >= 4 else 2 if run >= 2 else 1
+        value = int.from_bytes(bytes(expected[k:k + size]), "little")
+        out.append((start, {1: "u1", 2: "<u2", 4: "<u4", 8: "<u8"}[size], value))
+        k += size
+    return out
+
+
+def _same(flat: np.ndarray, m: int, L: int, layout: _Layout, todo: np.ndarray | None
+          ) -> np.ndarray:
+    """Which rows (all m, or the positions `todo`) equal the template in every structural
+    byte; compared chunk by chunk so the frames are read from memory once."""
+    pieces = _pieces(layout.structural, layout.expected)
+    if todo is not None:
+        same = np.ones(len(todo), bool)
+        for off, dt, value in pieces:
+            same &= np.ndarray((m,), dt, flat, off, (L,))[todo] == value
+        return same
+    same = np.ones(m, bool)
+    for start in range(0, m, 4 * _CHUNK):
+        stop = min(m, start + 4 * _CHUNK)
+        part = same[start:stop]
+        for off, dt, value in pieces:
+            part &= np.ndarray((stop - start,), dt, flat, off + start * L, (L,)) == value
+    return same
 
 
 _ENUM_LUTS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _enum_lut(f: Num) -> tuple[np.ndarray, np.ndarray]:
-    """(valid, names) lookup tables indexed by the raw value (enums fit in 16 bits)."""
-    key = id(f.enum)
-    lut = _ENUM_LUTS.get(key)
+    """(valid, names) lookup tables indexed by the raw value (enums are u8 or u16)."""
+    assert f.enum is not None
+    lut = _ENUM_LUTS.get(id(f.enum))
     if lut is None:
         size = 1 << (8 * WIRE[f.wire][1])
         valid = np.zeros(size, bool)
         names = np.empty(size, object)
-        for raw, label in f.enum.items():  # type: ignore[union-attr]
+        for raw, label in f.enum.items():
             valid[raw] = True
             names[raw] = label
-        lut = _ENUM_LUTS[key] = (valid, names)
+        lut = _ENUM_LUTS[id(f.enum)] = (valid, names)
     return lut
 
 
-def _num(slot: _NumSlot, flat: np.ndarray, m: int, L: int
-         ) -> tuple[_Result, np.ndarray | None]:
-    f = slot.spec
-    dt, step = _VIEW[f.wire]
-    shape: tuple[int, ...] = (m,) if slot.width is None else (m, f.count)
-    strides: tuple[int, ...] = (L,) if slot.width is None else (L, step)
-    raw = np.ndarray(shape, dt, flat, slot.off, strides)
-    if f.wire == "u24":
-        raw = raw & 0xFFFFFF
-    bad = None
-    sent = None
-    if f.sentinel is not None:
-        sent = raw == f.sentinel
-        if not sent.any():
-            sent = None
-    if f.enum is not None:
-        valid, names = _enum_lut(f)
-        ok = valid[raw]
-        if sent is not None:
-            ok |= sent
-        bad = ~ok
-        values = names[raw]
-    else:
-        if f.choices is not None:
-            bad = ~np.isin(raw, np.fromiter(f.choices, np.int64))
-        else:
-            lo, hi = f.raw_bounds()
-            _, _, wlo, whi = WIRE[f.wire]
-            if lo != wlo and hi != whi:
-                bad = (raw < lo) | (raw > hi)
-            elif lo != wlo:
-                bad = raw < lo
-            elif hi != whi:
-                bad = raw > hi
-        if bad is not None and sent is not None:
-            bad &= ~sent
-        if f.time:
-            values = raw.astype("datetime64[s]")
-        else:
-            values = raw / f.scale if f.scale != 1 else raw.astype(np.float64)
-            if f.base:
-                values += f.base
-            if sent is not None:
-                values[sent] = np.nan
-    if sent is not None and f.enum is not None:
-        values[sent] = None
-    if bad is not None:
-        bad = bad.any(axis=1) if bad.ndim == 2 else bad
-        if not bad.any():
-            bad = None
-    if slot.masked and sent is None:
-        sent = np.zeros(shape, bool)
-    return _Result(slot.path, slot.kind, slot.width, values, sent, slot.masked), bad
+def _floats(layout: _Layout, flat: np.ndarray, m: int, L: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(values (K, m), sentinel mask (K, m), rows failing a check or None).
+
+    Works through the rows a chunk at a time, so every pass after the gather runs in cache;
+    per chunk and class one min / max decides whether any value needs a closer look."""
+    block = np.empty((layout.rows, m), np.float64)
+    sent_block = np.zeros((layout.rows, m), bool)
+    bad = np.zeros(m, bool)
+    any_bad = False
+    for start in range(0, m, _CHUNK):
+        stop = min(m, start + _CHUNK)
+        at = start * L
+        for off, count, dt, step, row, u24 in layout.copies:
+            raw = np.ndarray((count, stop - start), dt, flat, off + at, (step, L))
+            block[row:row + count, start:stop] = raw & 0xFFFFFF if u24 else raw
+        for c in layout.classes:
+            blk = block[c.r0:c.r1, start:stop]
+            if c.suspect(blk):
+                sent = blk == c.sentinel if c.sentinel is not None else None
+                b = c.failing(blk)
+                if b is not None and sent is not None:
+                    b &= ~sent
+                if b is not None and b.any():
+                    bad[start:stop] |= b.any(axis=0)
+                    any_bad = True
+                if sent is not None and sent.any():
+                    sent_block[c.r0:c.r1, start:stop] = sent
+                    blk[sent] = np.nan  # NaN / scale + base stays NaN
+            if c.scale != 1:
+                np.divide(blk, c.scale, out=blk)
+            if c.base:
+                blk += c.base
+    return block, sent_block, bad if any_bad else None
 
 
-def _bytes_slot(slot: _BytesSlot, flat: np.ndarray, m: int, L: int
-                ) -> tuple[_Result, np.ndarray | None]:
+def _other(slot: _Slot, flat: np.ndarray, m: int, L: int
+           ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(values, sentinel mask, failing rows) of an enum, time, hex or flags slot."""
     f = slot.spec
-    if isinstance(f, Flags):
-        dt, _ = _VIEW[f.wire]
-        raw = np.ndarray((m,), dt, flat, slot.off, (L,))
-        uniq, inv = np.unique(raw, return_inverse=True)
-        reserved = sum(1 << i for i, b in enumerate(f.bits) if b is None)
-        lut = np.empty(len(uniq), object)
-        for j, r in enumerate(uniq.tolist()):
-            lut[j] = tuple(n for i, n in enumerate(f.bits) if n and r >> i & 1)
-        bad = (raw & reserved) != 0
-        if not bad.any():
-            bad = None
-    else:
+    if isinstance(f, Hex):
         block = np.ascontiguousarray(np.ndarray((m, f.size), np.uint8, flat, slot.off, (L, 1)))
         uniq, inv = np.unique(block.view(np.dtype((np.void, f.size))).ravel(),
                               return_inverse=True)
         lut = np.empty(len(uniq), object)
         for j, u in enumerate(uniq):
             lut[j] = u.tobytes().hex()
+        return lut[inv.ravel()], None, None
+    dt, step = _VIEW[f.wire]
+    if isinstance(f, Flags):
+        raw = np.ndarray((m,), dt, flat, slot.off, (L,))
+        uniq, inv = np.unique(raw, return_inverse=True)
+        lut = np.empty(len(uniq), object)
+        for j, r in enumerate(uniq.tolist()):
+            lut[j] = tuple(b for i, b in enumerate(f.bits) if b and r >> i & 1)
+        reserved = sum(1 << i for i, b in enumerate(f.bits) if b is None)
+        bad = (raw & reserved) != 0
+        return lut[inv.ravel()], None, bad if bad.any() else None
+    shape = (m,) if slot.width is None else (m, slot.count)
+    raw = np.ndarray(shape, dt, flat, slot.off, (L,) if slot.width is None else (L, step))
+    if f.wire == "u24":
+        raw = raw & 0xFFFFFF
+    sent = None
+    if f.sentinel is not None:
+        sent = raw == f.sentinel
+        if not sent.any():
+            sent = None
+    assert isinstance(f, Num)
+    if f.enum is not None:
+        valid, names = _enum_lut(f)
+        bad = ~valid[raw]
+        values = names[raw]
+    else:  # a time
+        lo, hi = _decode_bounds(f)
+        _, _, wlo, whi = WIRE[f.wire]
         bad = None
-    return _Result(slot.path, _O, None, lut[inv.ravel()], None, False), bad
+        if f.choices is not None:
+            bad = ~np.isin(raw, np.array(sorted(f.choices)))
+        elif (lo, hi) != (wlo, whi):
+            bad = (raw < lo) | (raw > hi)
+        values = raw.astype(np.int64).astype("datetime64[s]")
+    if sent is not None:
+        values[sent] = None if f.enum is not None else np.datetime64("NaT")
+        if bad is not None:
+            bad &= ~sent
+    if bad is not None:
+        bad = bad.any(axis=1) if bad.ndim == 2 else bad
+        if not bad.any():
+            bad = None
+    if slot.masked and sent is None:
+        sent = np.zeros(shape, bool)
+    return values, sent, bad
+
+
+# --- proving that the other dialect cannot read a row ----------------------------------------
+
+_FAIL = -1
+
+
+def _split(col: np.ndarray, pos: np.ndarray) -> Iterable[tuple[int, np.ndarray]]:
+    """(byte value, positions) for each distinct value of `col`."""
+    first = int(col[0])
+    if (col == first).all():
+        return ((first, pos),)
+    order = np.argsort(col, kind="stable")
+    cuts = np.flatnonzero(np.diff(col[order])) + 1
+    return ((int(col[part[0]]), pos[part]) for part in np.split(order, cuts))
+
+
+def _can_hold(f: Num, raw: int) -> bool:
+    """False when the generated decoder must reject this raw value of a structural field
+    (measured ranges are only warnings without strict ranges: never proof)."""
+    if raw == f.sentinel or f.measured:
+        return True
+    if f.enum is not None:
+        return raw in f.enum
+    if f.choices is not None:
+        return raw in f.choices
+    lo, hi = _decode_bounds(f)
+    return lo <= raw <= hi
+
+
+def _item_ends(cmd: Command, dialect: Dialect, frames: np.ndarray, rows: np.ndarray,
+               pos: np.ndarray, o: int, L: int) -> list[tuple[np.ndarray, int]]:
+    """Where an item whose body starts at o ends, for groups of rows: an offset, or _FAIL
+    when its decoder must raise (truncation, reserved mask bits, a length or alarm type it
+    rejects)."""
+    refs = {f.when[0] for f in cmd.fields if isinstance(f, Num) and f.when}
+    refs |= {f.length_field for f in cmd.fields if isinstance(f, Echo)}
+    parts: list[tuple[np.ndarray, int, dict[str, int]]] = [(pos, o, {})]
+    for f in cmd.fields:
+        nxt: list[tuple[np.ndarray, int, dict[str, int]]] = []
+        for p, at, raws in parts:
+            absent = isinstance(f, Num) and f.when is not None and (
+                raws[f.when[0]] not in f.when[1])
+            if at < 0 or absent:  # decided already, or an alarm value that is not sent
+                nxt.append((p, at, raws))
+            elif isinstance(f, Num) and f.name in refs:
+                if f.wire != "u8":  # pragma: no cover - alarm types are bytes
+                    raise TypeError(f"{cmd.name}.{f.name}: a structural field wider than a byte")
+                if at >= L:
+                    nxt.append((p, _FAIL, raws))
+                    continue
+                for v, sub in _split(frames[rows[p], at], p):
+                    nxt.append((sub, at + 1 if _can_hold(f, v) else _FAIL, {**raws, f.name: v}))
+            elif isinstance(f, Nibbles) and {f.high.name, f.low.name} & refs:
+                if at >= L:
+                    nxt.append((p, _FAIL, raws))
+                    continue
+                for v, sub in _split(frames[rows[p], at], p):
+                    ok = _can_hold(f.high, v >> 4) and _can_hold(f.low, v & 15)
+                    nxt.append((sub, at + 1 if ok else _FAIL,
+                                {**raws, f.high.name: v >> 4, f.low.name: v & 15}))
+            elif isinstance(f, Echo):
+                nxt.append((p, at + raws[f.length_field], raws))
+            elif isinstance(f, Text) and f.size is None:  # u8 length, then the text
+                if at >= L:
+                    nxt.append((p, _FAIL, raws))
+                    continue
+                assert f.max_length is not None
+                for v, sub in _split(frames[rows[p], at], p):
+                    nxt.append((sub, at + 1 + v if 1 <= v <= f.max_length else _FAIL, raws))
+            elif isinstance(f, Grouped):
+                if at >= L:
+                    nxt.append((p, _FAIL, raws))
+                    continue
+                full = (1 << len(f.groups)) - 1
+                w = WIRE[f.wire][1]
+                for mask, sub in _split(frames[rows[p], at], p):
+                    if mask > full:
+                        nxt.append((sub, _FAIL, raws))
+                        continue
+                    n = sum(3 if mask >> i & 1 or dialect is Dialect.GUIDE else 1
+                            for i in range(len(f.groups)))
+                    nxt.append((sub, at + 1 + n * w, raws))
+            else:  # fixed size: Num, Nibbles, Flags, Hex, Text
+                nxt.append((p, at + f.size, raws))  # type: ignore[union-attr]
+        parts = nxt
+    return [(p, _FAIL if at > L else at) for p, at, _ in parts]
+
+
+def _refute(frames: np.ndarray, rows: np.ndarray, dialect: Dialect) -> np.ndarray:
+    """For each of `rows`: True when `decode(..., dialect=dialect)` certainly raises.
+
+    Walks the dialect's frame structure over all rows at once, splitting them by the bytes
+    that decide it (ids, sub-ids, masks, alarm types, lengths); proves failure only by
+    structural rules (unknown ids and sub-ids, truncation, reserved mask bits, rejected alarm
+    types and lengths, duplicates, a misplaced `40`, an empty record), which a row's parse
+    reaches unless it fails earlier. Rows that walk to the end, or sit in groups smaller than
+    _MIN_NODE, stay False.
+    """
+    table = _DISPATCH[dialect]
+    L = frames.shape[1]
+    proven = np.zeros(len(rows), bool)
+    # (positions in rows, offset, seen bits, in a record, items in it, kind seen)
+    stack: list[tuple[np.ndarray, int, int, bool, int, bool]] = [
+        (np.arange(len(rows)), 0, 0, False, 0, False)]
+    while stack:
+        pos, o, seen, header, items, kind = stack.pop()
+        if o == L:
+            if header and items == 0:
+                proven[pos] = True
+            continue
+        if len(pos) < _MIN_NODE:
+            continue
+        for cid, sub in _split(frames[rows[pos], o], pos):
+            entry = table[cid]
+            if entry is None:
+                proven[sub] = True
+                continue
+            heads: list[tuple[np.ndarray, Any, int]] = []
+            if type(entry) is dict:
+                if o + 1 >= L:
+                    proven[sub] = True
+                    continue
+                for sid, sub2 in _split(frames[rows[sub], o + 1], sub):
+                    if sid in entry:
+                        heads.append((sub2, entry[sid], o + 2))
+                    else:
+                        proven[sub2] = True
+            else:
+                heads.append((sub, entry, o + 1))
+            for p, e, body in heads:
+                for q, end in _item_ends(e.command, dialect, frames, rows, p, body, L):
+                    if end == _FAIL:
+                        proven[q] = True
+                    elif cid == HISTORY_HEADER:
+                        if header and items == 0:
+                            proven[q] = True
+                        else:
+                            stack.append((q, end, 0, True, 0, False))
+                    elif cid == MONTHLY_KIND:
+                        if not header or items or kind:
+                            proven[q] = True
+                        else:
+                            stack.append((q, end, seen, True, items, True))
+                    elif seen & e.unique:
+                        proven[q] = True
+                    else:
+                        stack.append((q, end, seen | e.unique, header, items + 1, kind))
+    return proven
 
 
 # --- the driver -------------------------------------------------------------------------------
 
-def _safe_decode(payload: Any, kwargs: dict[str, Any]) -> Uplink | DecodeError:
+def _safe_decode(payload: Any, options: dict[str, Any]) -> Uplink | DecodeError:
     try:
-        return decode(payload, **kwargs)
+        return decode(payload, **options)
     except DecodeError as exc:
         return exc
     except Exception as exc:  # a decoder bug must not abort a whole batch
@@ -621,7 +908,7 @@ class _Batch:
         self.payloads = payloads
         self.n = n = len(payloads)
         self.dialect = dialect
-        self.kwargs: dict[str, Any] = {"dialect": dialect, "strict_ranges": strict_ranges}
+        self.options: dict[str, Any] = {"dialect": dialect, "strict_ranges": strict_ranges}
         self.sink = _Sink(n)
         self.ok = np.zeros(n, bool)
         self.labels = np.empty(n, object)
@@ -630,10 +917,9 @@ class _Batch:
         self.errors: dict[int, DecodeError] = {}
         self.warnings: dict[int, tuple[str, ...]] = {}
 
-    # one frame at a time
     def per_frame(self, i: int, result: Uplink | DecodeError | None = None) -> None:
         if result is None:
-            result = _safe_decode(self.payloads[i], self.kwargs)
+            result = _safe_decode(self.payloads[i], self.options)
         if isinstance(result, DecodeError):
             self.errors[i] = result
             return
@@ -646,152 +932,183 @@ class _Batch:
 
     def run(self) -> None:
         seq = self.payloads
-        if not all(type(p) is bytes for p in seq):
-            seq = [bytes(p) if isinstance(p, bytearray | memoryview) else
-                   p if type(p) is bytes else b"" for p in seq]
+        if set(map(type, seq)) != {bytes}:  # bytes-likes are copied, the rest become errors
+            seq = [p if type(p) is bytes else bytes(p)
+                   if isinstance(p, bytearray | memoryview) else b"" for p in seq]
+        lengths = set(map(len, seq))
+        if len(lengths) == 1 and 0 not in lengths:
+            self.length_group(seq, None, lengths.pop())
+            return
         lens = np.fromiter(map(len, seq), np.int64, self.n)
-        lengths, first = np.unique(lens, return_index=True)
-        for length in lengths[np.argsort(first)].tolist():
+        sizes, first = np.unique(lens, return_index=True)
+        for length in sizes[np.argsort(first)].tolist():  # in order of first appearance
             rows = np.flatnonzero(lens == length)
-            if length == 0:  # empty or not bytes at all: `decode` says why
+            if length == 0:  # empty, or not bytes at all: `decode` says why
                 for i in rows.tolist():
                     self.per_frame(i)
-                continue
-            self.length_group(seq, rows, length)
+            else:
+                self.length_group(seq, rows, length)
 
-    def length_group(self, seq: Sequence[bytes], rows: np.ndarray, L: int) -> None:
-        m = len(rows)
-        whole = m == self.n
-        data = np.empty(m * L + _PAD, np.uint8)
-        data[:m * L] = np.array(seq if whole else [seq[i] for i in rows.tolist()],
-                                dtype=f"S{L}").view(np.uint8)
-        data[m * L:] = 0
+    def length_group(self, seq: Sequence[bytes], rows: np.ndarray | None, L: int) -> None:
+        """All frames of one length (rows None: the whole batch)."""
+        m = self.n if rows is None else len(rows)
+        pad = [b""] * -(-_PAD // L)  # zero rows after the last frame
+        data = np.array([*seq, *pad] if rows is None else [seq[i] for i in rows.tolist()] + pad,
+                        dtype=f"S{L}").view(np.uint8)
+        if rows is None:
+            rows = np.arange(m)
         frames = data[:m * L].reshape(m, L)
-        todo = np.arange(m)
-        templates = 0
-        while todo.size:
-            if templates == _MAX_TEMPLATES:  # too many layouts: not worth vectorising
-                for k in todo.tolist():
-                    self.per_frame(int(rows[k]))
-                return
-            templates += 1
-            t = int(todo[0])
+        todo: np.ndarray | None = None  # positions in `rows` not yet decoded (None: all)
+        for _ in range(_MAX_TEMPLATES):
+            t = 0 if todo is None else int(todo[0])
             i = int(rows[t])
-            first = _safe_decode(seq[i], self.kwargs)
+            first = _safe_decode(seq[i], self.options)
             if isinstance(first, DecodeError):
                 self.per_frame(i, first)
-                todo = todo[1:]
-                continue
-            mode, label, reading = self.plan(first)
-            try:
+                todo = np.arange(1, m) if todo is None else todo[1:]
+            else:
+                mode, label, reading = self.plan(first)
                 layout = _layout(seq[i], reading)
-            except Exception:  # pragma: no cover - defensive: decode the template alone
-                self.per_frame(i, first)
-                todo = todo[1:]
-                continue
-            same = (frames[np.ix_(todo, layout.structural)] == layout.expected).all(axis=1)
-            match = todo if same.all() else todo[same]
-            todo = todo[~same] if not same.all() else todo[:0]
-            if mode == "per_frame":
-                for k in match.tolist():
-                    self.per_frame(int(rows[k]), first if k == t else None)
-                continue
-            self.vector(layout, data, frames, rows, match, L, label, mode, whole)
+                same = _same(data, m, L, layout, todo)
+                if same.all():
+                    match, rest = (None if todo is None else todo), np.empty(0, np.intp)
+                else:
+                    every = np.arange(m) if todo is None else todo
+                    match, rest = every[same], every[~same]
+                if mode == "per_frame" or (mode == "common" and not layout.invariant):
+                    # ambiguous, or "common" because both readings compared equal: that
+                    # depends on the values, so `decode` has to see every row
+                    for k in (range(m) if match is None else match.tolist()):
+                        self.per_frame(int(rows[k]), first if k == t else None)
+                else:
+                    self.vector(layout, data, frames, rows, match, L, label, mode)
+                todo = rest
+            if not len(todo):
+                return
+        for k in todo.tolist():  # too many layouts of this length: one by one
+            self.per_frame(int(rows[k]))
 
     def plan(self, first: Uplink) -> tuple[str, str, Dialect]:
-        """(mode, label, reading dialect) for the rows of a template's layout."""
+        """(mode, label, dialect to read in) for the rows of a template's layout."""
         if self.dialect != "auto":
             return "direct", first.dialect, Dialect(self.dialect)
         if first.ambiguous:
             return "per_frame", "", Dialect.FIRMWARE
         if first.dialect == "common":
             return "common", "common", Dialect.FIRMWARE
-        if first.dialect == "firmware":
-            return "check", "firmware", Dialect.FIRMWARE
-        return "check", "guide", Dialect.GUIDE
+        return "check", first.dialect, Dialect(first.dialect)
 
     def vector(self, layout: _Layout, data: np.ndarray, frames: np.ndarray, rows: np.ndarray,
-               match: np.ndarray, L: int, label: str, mode: str, whole: bool) -> None:
-        if mode == "common" and not layout.invariant:
-            # "common" only because both readings compared equal: that depends on values
-            for k in match.tolist():
-                self.per_frame(int(rows[k]))
-            return
-        m = len(match)
-        if m == len(frames):
-            flat = data
+               match: np.ndarray | None, L: int, label: str, mode: str) -> None:
+        """Decode the rows `match` (positions in `rows`; None: all) of one layout."""
+        if match is None:
+            m, flat = len(frames), data
         else:
-            flat = np.empty(m * L + _PAD, np.uint8)
+            m = len(match)
+            flat = np.zeros(m * L + _PAD, np.uint8)
             np.take(frames, match, axis=0, out=flat[:m * L].reshape(m, L))
-            flat[m * L:] = 0
-            whole = False
-        results: list[_Result] = []
-        bad: np.ndarray | None = None
-        for slot in layout.slots:
-            res, b = (_num(slot, flat, m, L) if isinstance(slot, _NumSlot)
-                      else _bytes_slot(slot, flat, m, L))
-            results.append(res)
+        block, sent_block, bad = _floats(layout, flat, m, L)
+        others = []
+        for slot in layout.others:
+            values, sent, b = _other(slot, flat, m, L)
+            others.append((slot, values, sent))
             if b is not None:
                 bad = b if bad is None else bad | b
-        keep = None  # positions in `match` decoded here (None: all of them)
+        keep = None if bad is None else np.flatnonzero(~bad)  # positions in match
         if bad is not None:
-            keep = np.flatnonzero(~bad)
-            for k in match[bad].tolist():
-                self.per_frame(int(rows[k]))
+            for p in np.flatnonzero(bad).tolist():
+                self.per_frame(int(rows[p if match is None else match[p]]))
         if mode == "check":
-            other = "guide" if label == "firmware" else "firmware"
-            kwargs = {"dialect": other, "strict_ranges": self.kwargs["strict_ranges"]}
-            positions = range(m) if keep is None else keep.tolist()
-            settled = []
-            for p in positions:
-                i = int(rows[match[p]])
-                if isinstance(_safe_decode(self.payloads[i], kwargs), DecodeError):
-                    settled.append(p)
-                else:  # the other dialect reads it as well: let `decode` settle it
-                    self.per_frame(i)
-            if len(settled) != m:
-                keep = np.array(settled, np.intp)
-        if keep is not None and len(keep) == 0:
+            keep = self.settle(frames, rows, match, keep, m, label)
+        if keep is not None and not len(keep):
             return
-        target = rows[match] if keep is None else rows[match[keep]]
-        adopt = whole and keep is None
-        out_rows = None if adopt else target
-        sink = self.sink
-        for res in results:
-            values = res.values if keep is None else res.values[keep]
-            sink.put(res.path, res.kind, res.width, out_rows, values)
-            if res.masked:
-                mask = res.mask if keep is None or res.mask is None else res.mask[keep]
-                sink.put_mask(res.path, res.width, out_rows, mask)
-        for c in layout.consts:
-            col = sink.col(c.path, c.kind, c.width)
-            if c.width is not None:
-                col[target] = np.array(c.value, _DTYPE[c.kind])
-            elif c.kind == _O:
-                fill = np.empty(len(target), object)
-                fill.fill(c.value)
-                col[target] = fill
+        idx = np.arange(m) if match is None else match
+        target = rows[idx] if keep is None else rows[idx[keep]]
+        whole = len(target) == self.n  # the batch is this layout: adopt arrays, no copies
+        if keep is not None and len(keep) == m:
+            keep = None
+
+        def put(store: dict[str, np.ndarray], make: Any, path: str, values: np.ndarray
+                ) -> None:
+            if keep is not None:
+                values = values[keep]
+            if whole and path not in store:
+                store[path] = values
             else:
-                col[target] = c.value
-            if c.masked:
-                sink.mask(c.path, c.width)
+                make(path)[target] = values
+
+        sink = self.sink
+        known = {p: v for p, _, _, _, v in layout.consts}
+        known.update((s.path, values) for s, values, _ in others)
+
+        def listed(s: _Slot, sent: np.ndarray) -> np.ndarray:
+            if s.when is None:
+                return sent
+            ref, names = s.when
+            value = known[ref]
+            if isinstance(value, np.ndarray):
+                return sent & np.isin(value, np.array(list(names), object))
+            return sent if value in names else np.zeros_like(sent)
+
+        for s, row in layout.floats:
+            if s.width is None:
+                values, sent = block[row], sent_block[row]
+            else:
+                values, sent = block[row:row + s.count].T, sent_block[row:row + s.count].T
+            put(sink.cols, lambda p, s=s: sink.col(p, _F, s.width), s.path, values)
+            if s.masked:
+                put(sink.masks, lambda p, s=s: sink.mask(p, s.width), s.path, listed(s, sent))
+        for s, values, sent in others:
+            put(sink.cols, lambda p, s=s: sink.col(p, s.kind, s.width), s.path, values)
+            if s.masked and sent is not None:
+                put(sink.masks, lambda p, s=s: sink.mask(p, s.width), s.path, listed(s, sent))
+        shared: dict[tuple[str, type, Any], np.ndarray] = {}
+        for path, kind, width, masked, value in layout.consts:
+            if whole and width is None and path not in sink.cols:
+                key = (kind, type(value), value)
+                if key not in shared:  # constant columns share one read-only array
+                    shared[key] = _full(self.n, kind, value)
+                sink.cols[path] = shared[key]
+            elif width is None and kind == _O:
+                sink.col(path, kind, None)[target] = _full(len(target), kind, value)
+            else:
+                sink.col(path, kind, width)[target] = value
+            if masked:
+                sink.mask(path, width)
         for path in layout.flags:
             sink.flag(path)[target] = True
         self.ok[target] = True
         self.vectorised[target] = True
-        fill = np.empty(len(target), object)
-        fill.fill(label)
-        self.labels[target] = fill
+        self.labels[target] = _full(len(target), _O, label)
+
+    def settle(self, frames: np.ndarray, rows: np.ndarray, match: np.ndarray | None,
+               keep: np.ndarray | None, m: int, label: str) -> np.ndarray | None:
+        """Auto mode: keep the rows the other dialect cannot read; `decode` the others."""
+        other = Dialect.GUIDE if label == "firmware" else Dialect.FIRMWARE
+        cand = np.arange(m) if keep is None else keep  # positions in match
+        idx = cand if match is None else match[cand]
+        proven = _refute(frames, idx, other)
+        if proven.all():
+            return keep
+        options = {"dialect": other.value, "strict_ranges": self.options["strict_ranges"]}
+        settled = proven.copy()
+        for j in np.flatnonzero(~proven).tolist():
+            i = int(rows[idx[j]])
+            if isinstance(_safe_decode(self.payloads[i], options), DecodeError):
+                settled[j] = True
+            else:  # the other dialect reads it too: `decode` decides
+                self.per_frame(i)
+        return keep if settled.all() else cand[settled]
 
 
 def decode_many(payloads: Sequence[bytes], *, dialect: DialectName = "auto",
                 strict_ranges: bool = True) -> Columns:
-    """Decode many uplink payloads into columns (see the module docstring for the paths).
+    """Decode many uplink payloads into columns, one row per payload, in input order.
 
-    Every row gets exactly the values, dialect and warnings `decode(payload, dialect=...,
-    strict_ranges=...)` gives, or its `DecodeError` in `Columns.errors`; nothing is raised
-    for bad payloads (anything that is not bytes-like is an error row too). Row order is
-    input order.
+    Every row gets exactly the values, dialect, ambiguity and warnings that
+    ``decode(payload, dialect=dialect, strict_ranges=strict_ranges)`` gives, or that call's
+    `DecodeError` in `Columns.errors`: bad payloads (anything not bytes-like included) never
+    raise. See the module docstring for the column paths and the dialect rules.
     """
     if dialect not in ("auto", "firmware", "guide"):
         raise ValueError(f"dialect must be 'auto', 'firmware' or 'guide', not {dialect!r}")
@@ -800,13 +1117,17 @@ def decode_many(payloads: Sequence[bytes], *, dialect: DialectName = "auto",
     if not isinstance(payloads, list | tuple):
         payloads = list(payloads)
     batch = _Batch(payloads, dialect, strict_ranges)
-    batch.run()
+    if batch.n:
+        batch.run()
     sink = batch.sink
+    arrays = [batch.ok, batch.labels, batch.ambiguous, batch.vectorised,
+              *sink.cols.values(), *sink.masks.values(), *sink.present.values()]
+    for a in arrays:
+        a.flags.writeable = False
     return Columns(
         n=batch.n, columns=sink.cols, unavailable=sink.masks, present=sink.present,
         ok=batch.ok, dialect=batch.labels, ambiguous=batch.ambiguous,
         vectorised=batch.vectorised, errors=dict(sorted(batch.errors.items())),
         warnings=dict(sorted(batch.warnings.items())), _payloads=payloads,
-        _decode_args=dict(batch.kwargs),
+        _options=dict(batch.options),
     )
-

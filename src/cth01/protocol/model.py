@@ -16,7 +16,8 @@ import msgspec
 from .schema import Command, Echo, Flags, Grouped, Hex, Nibbles, Num, Text
 
 
-class Item(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
+class Item(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type",
+           gc=False):
     """One decoded command (measurement, alarm, configuration, reply...)."""
 
     # set on each generated subclass
@@ -36,12 +37,14 @@ class Item(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_fi
                 if value is None and (when is None or getattr(self, when[0]) in when[1]):
                     out.append(name)
             elif shape == "array":
-                out += [f"{name}[{k}]" for k, v in enumerate(value) if v is None]
+                if None in value:
+                    out += [f"{name}[{k}]" for k, v in enumerate(value) if v is None]
             else:
                 for g in value:
                     if g.channels is not None:
-                        out += [f"{name}.{g.group}[{k}]" for k, v in enumerate(g.channels)
-                                if v is None]
+                        if None in g.channels:
+                            out += [f"{name}.{g.group}[{k}]" for k, v in enumerate(g.channels)
+                                    if v is None]
                     elif g.total is None:
                         out.append(f"{name}.{g.group}")
         return tuple(out)
@@ -56,7 +59,7 @@ class Item(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_fi
         return out
 
 
-class GroupReading(msgspec.Struct, frozen=True, kw_only=True):
+class GroupReading(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The values of one current group (a-d) inside a grouped item (ids 07-17).
 
     Single-phase groups carry `channels` (three values, the group's channels in order).
@@ -70,7 +73,8 @@ class GroupReading(msgspec.Struct, frozen=True, kw_only=True):
     total: Any = None
 
 
-class HistoryRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class HistoryRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True,
+                    gc=False):
     """A stored record replayed by the device (ed header + its items).
 
     `mode` is the header byte's name (target_time / historical / monthly), kept as sent;
@@ -84,12 +88,15 @@ class HistoryRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     items: tuple[Item, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        out = msgspec.to_builtins(self)
+        out: dict[str, Any] = {"mode": self.mode,
+                               "timestamp": msgspec.to_builtins(self.timestamp)}
+        if self.kind is not None:
+            out["kind"] = self.kind
         out["items"] = [i.to_dict() for i in self.items]
         return out
 
 
-class Uplink(msgspec.Struct, frozen=True, kw_only=True):
+class Uplink(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A decoded payload.
 
     `dialect` is "firmware" or "guide" — or "common" when the frame reads the same under both.
@@ -106,12 +113,14 @@ class Uplink(msgspec.Struct, frozen=True, kw_only=True):
     warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        out = msgspec.to_builtins(self)
-        out["items"] = [i.to_dict() for i in self.items]
-        out["history"] = [r.to_dict() for r in self.history]
-        if self.alternative is not None:
-            out["alternative"] = self.alternative.to_dict()
-        return out
+        return {
+            "dialect": self.dialect,
+            "items": [i.to_dict() for i in self.items],
+            "history": [r.to_dict() for r in self.history],
+            "ambiguous": self.ambiguous,
+            "alternative": None if self.alternative is None else self.alternative.to_dict(),
+            "warnings": list(self.warnings),
+        }
 
     def get(self, name: str) -> Item | None:
         """The first live item of that command name, or None."""

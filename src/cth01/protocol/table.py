@@ -156,16 +156,17 @@ def _when(num: Num, raw_types: frozenset[int]) -> Num:
 def _threshold(cid: int, name: str, title: str, channel: Num | None, unit_field: str,
                wire: str, scale: int, unit: str, rng: tuple[float, float],
                conditions: MappingProxyType, min_rng: tuple[float, float] | None = None,
-               max_default: float = 0, example: tuple[str, ...] = ()) -> Command:
+               max_default: float = 0, example: tuple[str, ...] = (),
+               accepts: tuple[float, float] | None = None) -> Command:
     fields = [channel] if channel else []
     fields += [
         _enabled(),
         Num("condition", "u8", enum=conditions,
             default="above" if conditions is ABOVE_ONLY else "disabled"),
         Num(f"min_{unit_field}", wire, scale=scale, unit=unit, range=min_rng or rng, default=0,
-            doc="lower threshold (conditions below, within, outside)"),
+            accepts=accepts, doc="lower threshold (conditions below, within, outside)"),
         Num(f"max_{unit_field}", wire, scale=scale, unit=unit, range=rng, default=max_default,
-            doc="upper threshold (conditions above, within, outside)"),
+            accepts=accepts, doc="upper threshold (conditions above, within, outside)"),
     ]
     return Command(cid, name, title, BOTH, tuple(fields), kind="threshold", reply="ef",
                    examples=example)
@@ -362,6 +363,11 @@ COMMANDS: tuple[Command, ...] = (
     Command(0x64, "bluetooth_name", "Bluetooth name", BOTH,
             (Text("name", max_length=13, ascii_only=True),), reply="ef",
             examples=("64094d696c657369676874",)),
+    Command(0x65, "bluetooth_enable", "Bluetooth on/off", BOTH, (
+        Num("mode", "u8", doc="meaning unknown: the vendor codec ignores it on decode and "
+                              "writes the enable value here too"),
+        Num("enabled", "u8", enum=BOOL, default=True),
+    ), dialects=FIRMWARE_ONLY, reply="ef", doc="Known from the vendor codec only."),
     Command(0x66, "voltage_interface", "Voltage interface", BOTH,
             (Num("wiring", "u8", enum=_enum(**{"3P4W": 0, "3P3W": 1}), default="3P4W",
                  doc="guide labels: 00 single-phase, 01 three-phase"),), reply="ef"),
@@ -370,7 +376,10 @@ COMMANDS: tuple[Command, ...] = (
     _current_interface(0x69, "c", 7, ("6900010000010100010000",)),
     _current_interface(0x6A, "d", 10),
     Command(0x6B, "temperature_calibration", "Temperature calibration", BOTH, (
-        _enabled(), Num("offset_c", "s16", scale=100, unit="°C", range=(-120, 120), default=0),
+        _enabled(),
+        # guide -120..120 °C, vendor encoder -80..80 °C: send the intersection, accept the union
+        Num("offset_c", "s16", scale=100, unit="°C", range=(-80, 80), accepts=(-120, 120),
+            default=0),
     ), reply="ef", examples=("6b01e2ff",)),
     Command(0x6C, "report_parameters", "Reported parameters", BOTH,
             (Flags("parameters", "u16", REPORT_PARAMETERS,
@@ -381,8 +390,9 @@ COMMANDS: tuple[Command, ...] = (
         Num("hour", "u8", range=(0, 23), default=0),
         Num("minute", "u8", range=(0, 59), default=0),
     ), reply="ef", examples=("6d0f0900",)),
+    # guide -20..100 °C, vendor encoder -20..60 °C: send the intersection, accept the union
     _threshold(0x76, "temperature_threshold", "Temperature threshold", None, "c", "s16", 100,
-               "°C", (-20, 100), CONDITIONS,
+               "°C", (-20, 60), CONDITIONS, accepts=(-20, 100),
                example=("7601020000c409", "760103e803b80b")),
     _threshold(0x77, "current_threshold", "Current threshold", _channel(12), "a", "s16", 1,
                "A", (0, 4000), CONDITIONS,
@@ -390,14 +400,16 @@ COMMANDS: tuple[Command, ...] = (
     _threshold(0x78, "voltage_threshold", "Voltage threshold", _channel(3), "v", "s16", 1,
                "V", (0, 500), CONDITIONS),
     _threshold(0x79, "thdi_threshold", "Current THD threshold", _channel(12), "pct", "u16", 1,
-               "%", (1, 100), ABOVE_ONLY, min_rng=(0, 100), max_default=8),
+               "%", (1, 100), ABOVE_ONLY, min_rng=(0, 100), max_default=8, accepts=(0, 100)),
     _threshold(0x7A, "thdv_threshold", "Voltage THD threshold", _channel(3), "pct", "u16", 1,
-               "%", (1, 100), ABOVE_ONLY, min_rng=(0, 100), max_default=5),
+               "%", (1, 100), ABOVE_ONLY, min_rng=(0, 100), max_default=5, accepts=(0, 100)),
     _threshold(0x7B, "voltage_unbalance_threshold", "Voltage unbalance threshold", None, "pct",
-               "u16", 1, "%", (1, 100), ABOVE_ONLY, min_rng=(0, 100), max_default=3),
+               "u16", 1, "%", (1, 100), ABOVE_ONLY, min_rng=(0, 100), max_default=3,
+               accepts=(0, 100)),
     Command(0x7C, "alarm_settings", "Global alarm settings", BOTH, (
         Num("repeat_interval_min", "u16", unit="min", range=(1, 1440), default=5),
-        Num("repeat_count", "u16", range=(1, 1000), default=3),
+        # guide 1..1000, vendor encoder 1..100: send the intersection, accept the union
+        Num("repeat_count", "u16", range=(1, 100), accepts=(1, 1000), default=3),
         Num("report_cleared", "u8", enum=BOOL, default=False),
     ), reply="ef", examples=("7c0a00020000",)),
     Command(0xC5, "data_storage", "Data storage", BOTH, (_enabled(),), sub=0x00, reply="ef"),
