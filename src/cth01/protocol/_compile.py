@@ -23,7 +23,19 @@ from typing import Any
 
 from .errors import DecodeError, EncodeError
 from .model import GroupReading, Item, item_class
-from .schema import WIRE, Command, Dialect, Echo, Flags, Grouped, Hex, Nibbles, Num, Text
+from .schema import (
+    WIRE,
+    Command,
+    Dialect,
+    Echo,
+    Flags,
+    Grouped,
+    Hex,
+    Nibbles,
+    Num,
+    Text,
+    fixed_size,
+)
 
 Decoder = Callable[[bytes, int, int, list | None], tuple[Item, int]]
 
@@ -158,16 +170,18 @@ class _Gen:
             self.emit(ind, f"if {raw} not in {c}: raise _bad({off}, CID, {f.name!r}, {raw}, "
                            f"{_allowed(f, True)!r})")
         elif (lo, hi) != (wlo, whi):
-            test = f"{lo} <= {raw} <= {hi}" if lo != wlo else f"{raw} <= {hi}"
-            if hi == whi:
-                test = f"{lo} <= {raw}"
-            if f.measured:
-                self.emit(ind, f"if not {test}: _range(warn, {off}, CID, {f.name!r}, "
-                               f"{self.present(f, raw)}, {_allowed(f, True)!r})")
-            else:
-                self.emit(ind, f"if not {test}: raise _bad({off}, CID, {f.name!r}, "
-                               f"{self.present(f, raw)}, {_allowed(f, True)!r})")
+            tests = ([f"{lo} <= {raw}"] if lo != wlo else []) + (
+                [f"{raw} <= {hi}"] if hi != whi else [])
+            self.emit(ind, f"if not ({' and '.join(tests)}): "
+                           f"{self.out_of_range(f, off, self.present(f, raw))}")
         self.emit(ind, f"{dst} = {self.present(f, raw)}")
+
+    @staticmethod
+    def out_of_range(f: Num, off: str, value: str) -> str:
+        """The statement reporting a value outside the table's range: measured values may be
+        downgraded to a warning, anything else is an error."""
+        args = f"{off}, CID, {f.name!r}, {value}, {_allowed(f, True)!r}"
+        return f"_range(warn, {args})" if f.measured else f"raise _bad({args})"
 
     @staticmethod
     def present(f: Num, raw: str) -> str:
@@ -207,11 +221,7 @@ class _Gen:
             skip = f"x != {f.sentinel} and " if f.sentinel is not None else ""
             self.emit(ind + 1, f"i = next(i for i, x in enumerate(rt) if {skip}"
                                f"not {lo} <= x <= {hi}); x = rt[i]")
-            at = f"{off} + i * {WIRE[f.wire][1]}"
-            call = (f"_range(warn, {at}, CID, {f.name!r}, {conv}, {_allowed(f, True)!r})" if
-                    f.measured else
-                    f"raise _bad({at}, CID, {f.name!r}, {conv}, {_allowed(f, True)!r})")
-            self.emit(ind + 1, call)
+            self.emit(ind + 1, self.out_of_range(f, f"{off} + i * {WIRE[f.wire][1]}", conv))
 
 
 def _slots(wire: str, count: int, start: int) -> tuple[list[str], int]:
@@ -220,11 +230,6 @@ def _slots(wire: str, count: int, start: int) -> tuple[list[str], int]:
         return [f"(t[{start + 2 * k}] | t[{start + 2 * k + 1}] << 16)" for k in range(count)], \
             start + 2 * count
     return [f"t[{start + k}]" for k in range(count)], start + count
-
-
-def _is_fixed(f: object) -> bool:
-    return (isinstance(f, Num | Flags | Nibbles | Hex) and not getattr(f, "when", None)) or (
-        isinstance(f, Text) and f.size is not None)
 
 
 def _size(f: object) -> int:
@@ -384,7 +389,7 @@ def compile_command(cmd: Command, dialect: Dialect) -> Compiled:
     g.emit(0, "def decode(buf, o, end, warn):")
     run: list = []
     for f in cmd.fields:
-        if _is_fixed(f):
+        if fixed_size(f) is not None:
             run.append(f)
             continue
         if run:

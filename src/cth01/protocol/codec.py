@@ -16,7 +16,7 @@ from typing import Literal, NamedTuple
 from ._compile import Compiled, compile_command, register_echo_names
 from .errors import DecodeError, EncodeError
 from .model import HistoryRecord, Item, Uplink
-from .schema import WIRE, Command, Dialect, Flags, Grouped, Hex, Nibbles, Num, Text
+from .schema import WIRE, Command, Dialect, Grouped, fixed_size
 from .table import COMMANDS
 
 HISTORY_HEADER, MONTHLY_KIND = 0xED, 0x40
@@ -40,15 +40,12 @@ class _Entry(NamedTuple):
 def _body_size(cmd: Command, dialect: Dialect) -> int | None:
     size = 0
     for f in cmd.fields:
-        if isinstance(f, Grouped):
-            if dialect is Dialect.FIRMWARE:
-                return None  # the mask decides
-            size += 1 + 3 * len(f.groups) * WIRE[f.wire][1]
-        elif ((isinstance(f, Num) and f.when is None) or isinstance(f, Flags | Nibbles | Hex)
-              or (isinstance(f, Text) and f.size is not None)):
-            size += f.size
-        else:
-            return None  # conditional values, counted text, reply echoes
+        n = fixed_size(f)
+        if n is None and isinstance(f, Grouped) and dialect is Dialect.GUIDE:
+            n = 1 + 3 * len(f.groups) * WIRE[f.wire][1]  # the guide always sends 3 per group
+        if n is None:
+            return None
+        size += n
     return size
 
 

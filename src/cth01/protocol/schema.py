@@ -185,6 +185,18 @@ class Echo:
 FieldSpec = Num | Flags | Nibbles | Text | Hex | Grouped | Echo
 
 
+def fixed_size(spec: FieldSpec) -> int | None:
+    """Bytes a field always takes, or None when its length depends on the frame (conditional
+    values, counted text, reply echoes, mask-dependent groups)."""
+    if isinstance(spec, Num):
+        return spec.size if spec.when is None else None
+    if isinstance(spec, Flags | Nibbles | Hex):
+        return spec.size
+    if isinstance(spec, Text):
+        return spec.size
+    return None
+
+
 def field_names(spec: FieldSpec) -> tuple[str, ...]:
     """Names a field contributes to its item (a nibble pair contributes two)."""
     if isinstance(spec, Nibbles):
