@@ -93,6 +93,12 @@ def to_dict(frame: bytes, n: int, repeat: int) -> float:
     return n / best(run, repeat)
 
 
+def out_mb(cols: object) -> float:
+    """Megabytes of value columns (arrays shared by several columns counted once)."""
+    arrays = {id(a): a for a in cols.columns.values()}  # type: ignore[attr-defined]
+    return sum(a.nbytes for a in arrays.values()) / 1e6
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -144,7 +150,7 @@ def main() -> None:
             assert cols.ok.all() and cols.vectorised.all(), (d, cols)
             rates[d] = n_batch / best(lambda d=d, fs=frames: decode_many(fs, dialect=d), rep)
             row(f"decode_many, {n_batch:,} distinct {name} frames, dialect={d}", size,
-                rates[d], f"(first call {cold:,.0f})")
+                rates[d], f"(first call {cold:,.0f}; columns {out_mb(cols):.0f} MB)")
         loop = n_batch / best(lambda fs=frames: [decode(f, dialect="firmware") for f in fs], 2)
         row(f"[decode(f, dialect=firmware) for f in the same {n_batch:,}]", size, loop,
             f"(decode_many is {rates['firmware'] / loop:.0f}x)")

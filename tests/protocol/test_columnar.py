@@ -72,25 +72,31 @@ def _missing(value: object) -> bool:
 
 
 def _py(x: object) -> object:
+    if isinstance(x, np.integer):
+        return int(x)
     return float(x) if isinstance(x, np.floating) else x
 
 
-def _same_cell(cell: object, value: object) -> bool:
+def _same_cell(cell: object, value: object, dtype: np.dtype) -> bool:
+    if dtype.kind in "iu":  # exact integers: decode's int, or 0 where it gives None
+        return type(cell) is int and (cell == 0 if value is None
+                                      else type(value) is int and cell == value)
     if value is None:
         return _missing(cell)
     if isinstance(value, datetime):
         return cell == np.datetime64(int(value.timestamp()), "s")
     if isinstance(value, bool | str | tuple):
         return type(cell) is type(value) and cell == value
-    # numbers: the same float64, bit for bit
-    return np.float64(value).tobytes() == np.float64(cell).tobytes()
+    # other numbers: decode's float, the same float64 bit for bit
+    return (dtype == np.float64 and type(value) is float
+            and np.float64(value).tobytes() == np.float64(cell).tobytes())
 
 
 class _Row:
     """Walks one Uplink the way the docs describe the paths, checking every cell."""
 
-    def __init__(self, cols: Columns, i: int) -> None:
-        self.cols, self.i = cols, i
+    def __init__(self, cols: Columns, i: int, valid: dict[str, np.ndarray]) -> None:
+        self.cols, self.i, self.valid = cols, i, valid
         self.seen: set[str] = set()
         self.masks: set[str] = set()
         self.present: set[str] = set()
@@ -100,11 +106,15 @@ class _Row:
         col = self.cols.columns[path]
         if col.ndim == 2:
             assert len(value) == col.shape[1], path
-            pairs = zip(col[self.i], value, strict=True)
+            values = list(value)
         else:
-            pairs = [(col[self.i], value)]
-        for c, v in pairs:
-            assert _same_cell(_py(c), v), (self.i, path, col[self.i], value)
+            values = [value]
+        cells = col[self.i].tolist() if col.ndim == 2 else [col[self.i]]
+        for c, v in zip(cells, values, strict=True):
+            assert _same_cell(_py(c), v, col.dtype), (self.i, path, col[self.i], value)
+        valid = self.valid[path][self.i]
+        assert np.atleast_1d(valid).tolist() == [v is not None for v in values], \
+            (self.i, path, valid, value)
         self.seen.add(path)
 
     def mask(self, path: str, expected: bool | list[bool]) -> None:
@@ -163,7 +173,9 @@ class _Row:
         for path, col in self.cols.columns.items():
             if path not in self.seen:
                 cells = col[i] if col.ndim == 2 else [col[i]]
-                assert all(_missing(_py(c)) for c in cells), (i, path, col[i])
+                assert all(_same_cell(_py(c), None, col.dtype) for c in cells), \
+                    (i, path, col[i])
+                assert not np.any(self.valid[path][i]), (i, path)
         for path, m in self.cols.unavailable.items():
             if path not in self.masks:
                 assert not np.any(m[i]), (i, path)
@@ -177,8 +189,12 @@ def assert_matches_decode(cols: Columns, payloads: list, dialect: str = "auto",
     assert cols.n == len(cols) == len(payloads)
     for name in ("ok", "dialect", "ambiguous", "vectorised"):
         assert getattr(cols, name).shape == (cols.n,)
+    valid = {}
+    for path, col in cols.columns.items():
+        valid[path] = cols.valid(path)
+        assert valid[path].shape == col.shape and valid[path].dtype == bool, path
     for i, p in enumerate(payloads):
-        row = _Row(cols, i)
+        row = _Row(cols, i, valid)
         try:
             up = decode(p, dialect=dialect, strict_ranges=strict_ranges)
         except DecodeError as exc:
@@ -432,6 +448,90 @@ def test_small_chunks_and_few_templates(monkeypatch, dialect):
     for strict in (True, False):
         cols = decode_many(payloads, dialect=dialect, strict_ranges=strict)
         assert_matches_decode(cols, payloads, dialect, strict)
+
+
+def test_column_dtypes():
+    """Scaled numbers are float64; unscaled integers keep an exact integer dtype, whichever
+    path (bulk or per frame) created the column."""
+    rng = random.Random(11)
+    bulk = decode_many([periodic(rng, ALL_SINGLE) for _ in range(5)], dialect="firmware")
+    assert bulk.vectorised.all()
+    one_by_one = decode_many([frame("07005a5a5a5a0610271027102736")] * 3)  # ambiguous
+    assert not one_by_one.vectorised.any()
+    expected = {
+        "temperature.temperature_c": np.float64,
+        "current.current_a": np.float64,
+        "voltage.voltage_v": np.float64,
+        "power_factor.power_factor_pct.a": np.uint8,
+        "active_power_ab.active_power_w.a": np.int32,
+        "imported_active_energy_ab.energy_wh.b": np.uint32,
+    }
+    for path, dt in expected.items():
+        assert bulk[path].dtype == dt, path
+    assert one_by_one["power_factor.power_factor_pct.a.total"].dtype == np.uint8
+    assert one_by_one["voltage.voltage_v"].dtype == np.float64
+    # integer columns in the schema: the wire type's dtype (u24 / u32: uint32; a channel
+    # number, 1-12, fits its u8)
+    assert columnar._FIELD[("current_alarm", "channel")].kind == "|u1"
+    assert columnar._FIELD[("current_threshold", "min_a")].kind == "<i2"
+    assert columnar._FIELD[("current_alarm", "current_a")].kind == "f"  # scaled
+    for c in COMMANDS:
+        if 0x08 <= c.id <= 0x17:
+            assert columnar._FIELD[(c.name, c.fields[0].name)].kind == {
+                "s32": "<i4", "u32": "<u4"}[c.fields[0].wire]
+
+
+def test_integer_columns_hold_zero_where_there_is_no_value():
+    power = items.ActivePowerAb(active_power_w=(
+        GroupReading(group="a", phase="single", channels=(5, None, -7)),
+        GroupReading(group="b", phase="three", total=None)))
+    with_power = encode_uplink([items.Temperature(temperature_c=20.5), power])
+    payloads = [with_power, encode_uplink([items.Temperature(temperature_c=1.0)]), b"\x08"]
+    payloads += [with_power] * 3
+    cols = decode_many(payloads, dialect="firmware")
+    assert_matches_decode(cols, payloads, "firmware")
+    chans = cols["active_power_ab.active_power_w.a"]
+    total = cols["active_power_ab.active_power_w.b.total"]
+    assert chans.dtype == np.int32 and total.dtype == np.int32
+    assert chans[:3].tolist() == [[5, 0, -7], [0, 0, 0], [0, 0, 0]]
+    assert cols.valid("active_power_ab.active_power_w.a")[:3].tolist() == [
+        [True, False, True], [False] * 3, [False] * 3]
+    assert cols.unavailable["active_power_ab.active_power_w.a"][0].tolist() == [
+        False, True, False]
+    assert total[0] == 0 and cols.unavailable["active_power_ab.active_power_w.b.total"][0]
+    assert not cols.valid("active_power_ab.active_power_w.b.total")[0]
+    assert cols.valid("temperature.temperature_c")[:3].tolist() == [True, True, False]
+    filled = np.where(cols.valid("active_power_ab.active_power_w.a"), chans, np.nan)
+    assert np.isnan(filled[0, 1]) and filled[0, 2] == -7.0
+
+
+@pytest.mark.parametrize("chunk", [3, 4, 5, 2048])
+def test_bulk_pass_edges(monkeypatch, chunk):
+    """The whole-batch pass: a template found after leading bad rows, rows of other types
+    and lengths in the middle, a u24 value at the very end of the frame (read past the last
+    row), partial last chunks, in every dialect."""
+    monkeypatch.setattr(columnar, "_CHUNK", chunk)
+    rng = random.Random(13)
+
+    def tail_current() -> bytes:  # 05 last: its last u24 ends the frame
+        return encode_uplink([items.Temperature(temperature_c=rng.randint(0, 5000) / 100),
+                              items.Current(current_a=tuple(
+                                  rng.choice([None, rng.randint(0, 400000) / 100])
+                                  for _ in range(12)))])
+
+    good = [tail_current() for _ in range(11)]
+    L = len(good[0])
+    broken = bytearray(good[0])
+    broken[0] = 0x00  # unknown id
+    payloads = [bytes(broken), None, *good[:4], good[4][:-1], bytearray(good[5]), "x" * L,
+                good[6] + b"\x36", *good[6:], bytes(broken)]
+    payloads[9] = good[9][:L - 3] + (0x400000).to_bytes(3, "little")  # 41943.04 A
+    for dialect in DIALECTS:
+        for strict in (True, False):
+            cols = decode_many(payloads, dialect=dialect, strict_ranges=strict)
+            assert_matches_decode(cols, payloads, dialect, strict)
+            if dialect != "guide":
+                assert cols.vectorised.sum() >= 8
 
 
 def test_columns_are_read_only():

@@ -23,13 +23,26 @@ Column paths (`Columns.columns` keys; an item's later occurrences in one frame o
   ``<item>.<field>.<g>.phase``    "single" / "three"
   ``history[r].mode|timestamp|kind``, ``history[r].<item>.<field>``   history record r
 A path has one shape for the whole batch, hence ``.total`` beside the (N, 3) channels.
-dtypes: numbers float64 (integers are exact), timestamps datetime64[s]; enum names, flag
-tuples, hex strings and texts object. Where a row has no value (a row of another layout, an
-error row, a sentinel, an alarm without a value) a column holds NaN / NaT / None;
+
+dtypes — every number exactly the one `decode` gives:
+  * scaled numbers (``raw / scale``: °C, %, A, V) and fields that may be absent from a present
+    item (alarm values): float64; no value is NaN;
+  * the other integers (powers, energies, power factors, channels, settings): the numpy
+    integer type of their wire type (s32 int32, u32 and u24 uint32, s16 int16, u16 uint16,
+    u8 uint8; widened only where an offset needs it), so ``int(col[i])`` is `decode`'s int.
+    These columns have no "missing" value: a row without one (another layout, an error row,
+    the other kind of group, a sentinel) holds 0. `Columns.valid(path)` says where a column
+    holds a value — for integer columns from `present`, the group's ``.phase``, the row's
+    dialect and `unavailable`; ``np.where(cols.valid(p), cols[p], np.nan)`` gives the float
+    column with NaN. Unsigned columns wrap around in arithmetic (energy differences): cast
+    first, ``col.astype(np.int64)``;
+  * timestamps datetime64[s] (no value: NaT); enum names, flag tuples, hex strings and texts
+    object (no value: None).
 `Columns.unavailable[path]` (fields with a sentinel) is True exactly where the item's
-`unavailable` lists the field (the device sent its "no data" sentinel),
-`Columns.present[<item or record path>]` where the frame carried that item or record.
-All arrays are read-only; columns may be views of one shared block (copy to modify).
+`unavailable` lists the field (the device sent its "no data" sentinel: the value is None in
+`decode`, NaN / 0 here), `Columns.present[<item or record path>]` where the frame carried that
+item or record. All arrays are read-only; columns may be views of one shared block (copy to
+modify); numeric (N, k) columns are stored channel by channel (``col[:, j]`` is contiguous).
 
 Dialects: with "firmware" or "guide" every layout is decoded vectorised in that dialect. With
 "auto" the label of a row must be the one `decode` gives, and that can depend on values, so:
@@ -44,11 +57,16 @@ Dialects: with "firmware" or "guide" every layout is decoded vectorised in that 
     dialect reads go to `decode`;
   * first frame ambiguous, or "common" only because both readings compared equal: every
     matching row goes to `decode`.
+
+Speed: the batch is first read against the layout of its first valid frame (among the first
+16), straight from the payload list a chunk at a time — each chunk copied, compared with the
+template, decoded and checked while in cache, into one output block; other lengths and
+layouts follow as described above.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,14 +94,31 @@ __all__ = ["Columns", "decode_many"]
 
 HISTORY_HEADER, MONTHLY_KIND = 0xED, 0x40
 
-# column kinds: float64 numbers, objects (names, texts, tuples), datetime64[s]
+# column kinds: float64 numbers, objects (names, texts, tuples), datetime64[s]; exact integer
+# columns have their numpy dtype's string as kind ("|u1", "<i4", ...)
 _F, _O, _M = "f", "O", "M"
-_DTYPE: dict[str, Any] = {_F: np.float64, _O: object, _M: "datetime64[s]"}
+_DTYPE: dict[str, Any] = {_F: np.dtype(np.float64), _O: np.dtype(object),
+                          _M: np.dtype("datetime64[s]")}
 _MISSING: dict[str, Any] = {_F: np.nan, _O: None, _M: np.datetime64("NaT", "s")}
+
+
+def _dtype(kind: str) -> np.dtype:
+    dt = _DTYPE.get(kind)
+    return np.dtype(kind) if dt is None else dt
+
+
+def _missing(kind: str) -> Any:
+    return _MISSING.get(kind, 0)
+
+
+def _is_int(kind: str) -> bool:
+    return kind not in _DTYPE
+
 
 _MAX_TEMPLATES = 64  # layouts tried per payload length before the rest go to `decode`
 _PAD = 4  # u24 values are read as u32: the byte after the last row must exist
-_CHUNK = 4096  # rows per pass when gathering values (keeps the frames in cache)
+_CHUNK = 2048  # rows per pass when decoding values (keeps the frames in cache)
+_TEMPLATE_TRIES = 16  # leading rows tried as the template of the whole-batch pass
 _MIN_NODE = 4  # fewer rows than this: the other-dialect walk leaves them to `decode`
 
 # wire type -> (numpy dtype of a strided view, byte step)
@@ -97,14 +132,15 @@ _VIEW: dict[str, tuple[str, int]] = {
 
 @dataclass(eq=False)
 class Columns:
-    """Decoded frames as columns; row i is payload i (see the module docstring for paths).
+    """Decoded frames as columns; row i is payload i (see the module docstring for paths and
+    dtypes).
 
     `ok[i]` is False for frames that are not valid (`errors[i]` is the `DecodeError` that
-    `decode` raises; every column holds NaN / NaT / None in that row). `dialect[i]` is what
-    `decode` reports ("firmware", "guide", "common"; None for errors). `ambiguous[i]` marks
-    frames both dialects read differently (the columns hold the firmware reading,
-    `row(i).alternative` the guide one). `warnings[i]`: range violations of frames decoded
-    with ``strict_ranges=False``. `vectorised[i]`: whether the row took the bulk path
+    `decode` raises; every column holds its "no value" in that row: NaN / NaT / None / 0).
+    `dialect[i]` is what `decode` reports ("firmware", "guide", "common"; None for errors).
+    `ambiguous[i]` marks frames both dialects read differently (the columns hold the firmware
+    reading, `row(i).alternative` the guide one). `warnings[i]`: range violations of frames
+    decoded with ``strict_ranges=False``. `vectorised[i]`: whether the row took the bulk path
     (diagnostics only; the values are the same either way).
     """
 
@@ -135,6 +171,35 @@ class Columns:
         error row)."""
         return decode(self._payloads[i], **self._options)
 
+    def valid(self, path: str) -> np.ndarray:
+        """Where column `path` holds a value (`decode` gives a value, not None), shaped like
+        the column. Float, time and object columns: not NaN / NaT / None. Integer columns:
+        the row carries the item (`present`), the group has that kind of values (channels:
+        single-phase or guide dialect; ``.total``: three-phase in the firmware reading) and
+        the device sent no sentinel there (`unavailable`)."""
+        col = self.columns[path]
+        if col.dtype.kind == "f":
+            return ~np.isnan(col)
+        if col.dtype.kind == "M":
+            return ~np.isnat(col)
+        if col.dtype.kind == "O":
+            return np.frompyfunc(lambda x: x is not None, 1, 1)(col).astype(bool)
+        parts = path.split(".")
+        owner = next(p for p in (".".join(parts[:k]) for k in range(len(parts) - 1, 0, -1))
+                     if p in self.present)
+        rows = self.present[owner].copy()
+        total = path.endswith(".total")
+        phase = self.columns.get((path[:-len(".total")] if total else path) + ".phase")
+        if phase is not None:  # a group: channels or total, by phase and dialect
+            guide = self.dialect == "guide"
+            if total:
+                rows &= (phase == "three") & ~guide
+            else:
+                rows &= (phase == "single") | guide
+        out = rows if col.ndim == 1 else np.repeat(rows[:, None], col.shape[1], axis=1)
+        na = self.unavailable.get(path)
+        return out if na is None else out & ~na
+
     def __repr__(self) -> str:
         return (f"Columns(n={self.n}, ok={int(self.ok.sum())}, errors={len(self.errors)}, "
                 f"columns={len(self.columns)})")
@@ -145,50 +210,84 @@ class Columns:
 @dataclass(frozen=True, slots=True)
 class _FieldCol:
     name: str  # attribute of the item
-    kind: str  # _F, _O, _M or "grouped"
+    kind: str  # of the values: _F, _O, _M or an integer dtype
+    grouped: bool  # a Grouped field: columns per group (see the module docstring)
     width: int | None  # None: (N,), k: (N, k)
     masked: bool  # has a sentinel: an `unavailable` mask goes with the column
 
 
-def _num_kind(f: Num) -> str:
+def _decode_bounds(f: Num) -> tuple[int, int]:
+    """The raw bounds the generated decoders check."""
+    try:
+        return f.raw_bounds(decoding=True)  # type: ignore[call-arg]
+    except TypeError:  # a table without decode-only ranges
+        return f.raw_bounds()
+
+
+def _num_kind(specs: Sequence[Num]) -> str:
+    """The column kind of a number field (its specs in every dialect). Integers keep an exact
+    integer dtype: the wire type's, widened where needed to hold every value `decode` can give
+    (the checked range — the wire's for measurements, which may only warn — plus `base`)."""
+    f = specs[0]
     if f.time:
         return _M
-    return _O if f.enum is not None else _F
+    if f.enum is not None:
+        return _O
+    if any(s.scale != 1 or s.when is not None for s in specs):
+        return _F
+    lo, hi, size, signed = 0, 0, 1, False
+    for s in specs:
+        _, width, wlo, whi = WIRE[s.wire]
+        a, b = (wlo, whi) if s.measured else _decode_bounds(s)
+        lo, hi = min(lo, a + s.base), max(hi, b + s.base)
+        size, signed = max(size, 4 if width == 3 else width), signed or wlo < 0
+    signed = signed or lo < 0
+    for width in (1, 2, 4, 8):
+        dt = np.dtype(f"<{'i' if signed else 'u'}{width}")
+        if width >= size and np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max:
+            return dt.str
+    raise AssertionError(f"{f.name}: no integer dtype holds {lo}..{hi}")
 
 
-def _schema_of(cmd: Command) -> tuple[_FieldCol, ...]:
+def _field_specs(cmd: Command) -> list[tuple[str, Num | None, bool, int | None, bool]]:
+    """(name, number spec or None, grouped, width, masked) of the item fields of one command."""
     hidden = {f.length_field for f in cmd.fields if isinstance(f, Echo)}
-    out: list[_FieldCol] = []
+    out: list[tuple[str, Num | None, bool, int | None, bool]] = []
     for f in cmd.fields:
         if isinstance(f, Nibbles):
-            out += [_FieldCol(n.name, _num_kind(n), None, n.sentinel is not None)
+            out += [(n.name, n, False, None, n.sentinel is not None)
                     for n in (f.high, f.low) if n.name not in hidden]
         elif isinstance(f, Num):
-            out.append(_FieldCol(f.name, _num_kind(f), f.count if f.count > 1 else None,
-                                 f.sentinel is not None))
+            out.append((f.name, f, False, f.count if f.count > 1 else None,
+                        f.sentinel is not None))
         elif isinstance(f, Grouped):
-            out.append(_FieldCol(f.name, "grouped", None, f.sentinel is not None))
+            out.append((f.name, f.value, True, None, f.sentinel is not None))
         elif isinstance(f, Echo):
-            out += [_FieldCol(f.name, _O, None, False), _FieldCol("command", _O, None, False)]
+            out += [(f.name, None, False, None, False), ("command", None, False, None, False)]
         else:  # Flags, Text, Hex
-            out.append(_FieldCol(f.name, _O, None, False))
-    return tuple(out)
+            out.append((f.name, None, False, None, False))
+    return out
 
 
 def _build_schemas() -> dict[str, tuple[_FieldCol, ...]]:
-    schemas: dict[str, tuple[_FieldCol, ...]] = {}
+    by_name: dict[str, list[list[tuple[str, Num | None, bool, int | None, bool]]]] = {}
     for cmd in COMMANDS:
-        if not cmd.is_uplink():
-            continue
-        new = _schema_of(cmd)
-        old = schemas.get(cmd.name)
-        if old is None:
-            schemas[cmd.name] = new
-            continue
-        if [(c.name, c.kind, c.width) for c in old] != [(c.name, c.kind, c.width) for c in new]:
-            raise AssertionError(f"{cmd.name}: the dialects give different columns")
-        schemas[cmd.name] = tuple(_FieldCol(a.name, a.kind, a.width, a.masked or b.masked)
-                                  for a, b in zip(old, new, strict=True))
+        if cmd.is_uplink():
+            by_name.setdefault(cmd.name, []).append(_field_specs(cmd))
+    schemas: dict[str, tuple[_FieldCol, ...]] = {}
+    for name, variants in by_name.items():
+        shapes = {tuple((n, s is None, g, w) for n, s, g, w, _ in v) for v in variants}
+        if len(shapes) != 1:
+            raise AssertionError(f"{name}: the dialects give different columns")
+        cols = []
+        for fields in zip(*variants, strict=True):
+            fname, spec, grouped, width, _ = fields[0]
+            specs = [s for _, s, _, _, _ in fields if s is not None]
+            kind = _O if spec is None else _num_kind(specs)
+            if len({(s.time, s.enum is None) for s in specs}) > 1:
+                raise AssertionError(f"{name}.{fname}: the dialects give different kinds")
+            cols.append(_FieldCol(fname, kind, grouped, width, any(m for *_, m in fields)))
+        schemas[name] = tuple(cols)
     return schemas
 
 
@@ -206,14 +305,6 @@ def _listed_when(command: str, field: str) -> tuple[str, frozenset] | None:
     return None
 
 
-def _decode_bounds(f: Num) -> tuple[int, int]:
-    """The raw bounds the generated decoders check."""
-    try:
-        return f.raw_bounds(decoding=True)  # type: ignore[call-arg]
-    except TypeError:  # a table without decode-only ranges
-        return f.raw_bounds()
-
-
 # --- the output arrays ---------------------------------------------------------------------
 
 class _Sink:
@@ -228,15 +319,20 @@ class _Sink:
     def col(self, path: str, kind: str, width: int | None) -> np.ndarray:
         c = self.cols.get(path)
         if c is None:
-            c = np.empty(self.n if width is None else (self.n, width), _DTYPE[kind])
-            c.fill(_MISSING[kind])
+            shape = self.n if width is None else (self.n, width)
+            if _is_int(kind):
+                c = np.zeros(shape, _dtype(kind), order="F")
+            else:
+                c = np.empty(shape, _dtype(kind), order="F")  # channel by channel
+                c.fill(_missing(kind))
             self.cols[path] = c
         return c
 
     def mask(self, path: str, width: int | None) -> np.ndarray:
         m = self.masks.get(path)
         if m is None:
-            m = self.masks[path] = np.zeros(self.n if width is None else (self.n, width), bool)
+            m = self.masks[path] = np.zeros(self.n if width is None else (self.n, width), bool,
+                                            order="F")
         return m
 
     def flag(self, path: str) -> np.ndarray:
@@ -247,7 +343,7 @@ class _Sink:
 
 
 def _full(n: int, kind: str, value: Any) -> np.ndarray:
-    a = np.empty(n, _DTYPE[kind])
+    a = np.empty(n, _dtype(kind))
     a.fill(value)
     return a
 
@@ -262,7 +358,7 @@ def _occurrence(counts: dict[str, int], name: str) -> str:
 
 def _cell(kind: str, value: Any) -> Any:
     if value is None:
-        return _MISSING[kind]
+        return _missing(kind)
     if kind == _M:
         return np.datetime64(int(value.timestamp()), "s")
     return value
@@ -274,17 +370,17 @@ def _put_item(sink: _Sink, i: int, prefix: str, item: Item) -> None:
     for fc in _SCHEMAS[item.command_name]:
         v = getattr(item, fc.name)
         path = f"{prefix}.{fc.name}"
-        if fc.kind == "grouped":
+        if fc.grouped:
             for gr in v:
                 gp = f"{path}.{gr.group}"
                 sink.col(gp + ".phase", _O, None)[i] = gr.phase
                 if gr.channels is not None:
-                    sink.col(gp, _F, 3)[i] = [np.nan if x is None else x for x in gr.channels]
+                    sink.col(gp, fc.kind, 3)[i] = [_cell(fc.kind, x) for x in gr.channels]
                     if fc.masked:
                         sink.mask(gp, 3)[i] = [f"{fc.name}.{gr.group}[{k}]" in una
                                                for k in range(3)]
                 else:
-                    sink.col(gp + ".total", _F, None)[i] = _cell(_F, gr.total)
+                    sink.col(gp + ".total", fc.kind, None)[i] = _cell(fc.kind, gr.total)
                     if fc.masked:
                         sink.mask(gp + ".total", None)[i] = f"{fc.name}.{gr.group}" in una
         elif fc.width is not None:
@@ -367,8 +463,8 @@ class _Slot:
 
 @dataclass(slots=True)
 class _Class:
-    """Float slots sharing wire type, scale, base, sentinel and checks: rows r0..r1 of the
-    layout's float block."""
+    """Number slots sharing wire type, scale, base, sentinel, checks and column kind: the rows
+    of one (rows, m) block of the column dtype."""
 
     wire: str
     scale: int
@@ -376,18 +472,26 @@ class _Class:
     sentinel: int | None
     bounds: tuple[int, int] | None  # checked raw bounds (None: the wire's own)
     choices: np.ndarray | None
-    r0: int = 0
-    r1: int = 0
-    low: float = -np.inf  # values below / above these need a closer look: out of the
-    high: float = np.inf  # checked bounds, or possibly the sentinel
+    dtype: np.dtype  # of the columns
+    raw: np.dtype  # of raw values (u24: uint32)
+    direct: bool  # integer columns: raw values are copied into the block and checked there
+    copies: list[tuple[int, int, str, int, int, bool]] = field(default_factory=list)
+    rows: int = 0
+    low: int | None = None  # raw values below / above these need a closer look: out of the
+    high: int | None = None  # checked bounds, or possibly the sentinel
     scan: bool = False  # the sentinel lies inside the bounds: compare every value
+    ones: np.dtype | None = None  # scan for -1 in integers: the maximum as this unsigned type
+    ones_max: int = 0
 
     def suspect(self, blk: np.ndarray) -> bool:
         """Whether some value of `blk` (raw values) is a sentinel or fails a check."""
-        if self.scan or self.choices is not None:
+        if self.choices is not None:
             return True
-        return bool((self.high != np.inf and blk.max() > self.high)
-                    or (self.low != -np.inf and blk.min() < self.low))
+        if self.scan and (self.ones is None
+                          or blk.view(self.ones).max() == self.ones_max):
+            return True
+        return bool((self.high is not None and blk.max() > self.high)
+                    or (self.low is not None and blk.min() < self.low))
 
     def failing(self, blk: np.ndarray) -> np.ndarray | None:
         """Values failing the range or choice check (sentinels included)."""
@@ -403,14 +507,14 @@ class _Class:
 class _Layout:
     structural: list[int] = field(default_factory=list)  # offsets every row shares
     expected: list[int] = field(default_factory=list)  # the template's bytes there
-    floats: list[tuple[_Slot, int]] = field(default_factory=list)  # (slot, block row)
+    numbers: list[_Slot] = field(default_factory=list)  # float and integer slots
+    values: list[tuple[_Slot, int, int]] = field(default_factory=list)  # (slot, class, row)
     classes: list[_Class] = field(default_factory=list)
-    copies: list[tuple[int, int, str, int, int, bool]] = field(default_factory=list)
     others: list[_Slot] = field(default_factory=list)  # enums, times, hex, flags
     consts: list[tuple[str, str, int | None, bool, Any]] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)  # item / record paths
     invariant: bool = True
-    rows: int = 0  # float block height
+    pad: bool = False  # a u24 read runs past the end of the frame
 
 
 def _const(out: _Layout, path: str, fc: _FieldCol, value: Any) -> None:
@@ -424,10 +528,10 @@ def _const(out: _Layout, path: str, fc: _FieldCol, value: Any) -> None:
 def _slot(out: _Layout, path: str, fc_kind: str, width: int | None, masked: bool, off: int,
           spec: Num, count: int, when: tuple[str, frozenset] | None = None) -> None:
     s = _Slot(path, fc_kind, width, masked, off, spec, count, when)
-    if fc_kind == _F:
-        out.floats.append((s, -1))
-    else:
+    if fc_kind in (_O, _M):
         out.others.append(s)
+    else:
+        out.numbers.append(s)
 
 
 def _walk_item(out: _Layout, struct: list[int], buf: bytes, o: int, cmd: Command, item: Item,
@@ -476,7 +580,7 @@ def _walk_item(out: _Layout, struct: list[int], buf: bytes, o: int, cmd: Command
                 _const(out, f"{prefix}.{n}", _FIELD[(name, n)], getattr(item, n))
             o += size
         elif isinstance(f, Grouped):
-            masked = _FIELD[(name, f.name)].masked
+            fc = _FIELD[(name, f.name)]
             mask = buf[o]
             struct.append(o)
             o += 1
@@ -487,10 +591,10 @@ def _walk_item(out: _Layout, struct: list[int], buf: bytes, o: int, cmd: Command
                 out.consts.append((gp + ".phase", _O, None, False,
                                    "single" if single else "three"))
                 if single or dialect is Dialect.GUIDE:
-                    _slot(out, gp, _F, 3, masked, o, f.value, 3)
+                    _slot(out, gp, fc.kind, 3, fc.masked, o, f.value, 3)
                     o += 3 * w
                 else:
-                    _slot(out, gp + ".total", _F, None, masked, o, f.value, 1)
+                    _slot(out, gp + ".total", fc.kind, None, fc.masked, o, f.value, 1)
                     o += w
         else:  # pragma: no cover - the table only uses the kinds above
             raise TypeError(f"cannot lay out field {f!r}")
@@ -549,27 +653,27 @@ def _layout(buf: bytes, dialect: Dialect) -> _Layout:
     if not kind_seen:
         out.consts.append((f"{base}.kind", _O, None, False, None))
     out.expected = [buf[p] for p in struct]
-    _plan_floats(out)
+    _plan_values(out, n)
     return out
 
 
-def _plan_floats(out: _Layout) -> None:
-    """Group the float slots into classes; give each a row range of the float block."""
+def _plan_values(out: _Layout, n: int) -> None:
+    """Group the number slots into classes; give each slot a row range of its class block."""
     by_key: dict[tuple, list[_Slot]] = {}
-    for s, _ in out.floats:
+    for s in out.numbers:
         f = s.spec
         assert isinstance(f, Num)
         bounds = _decode_bounds(f)
         _, _, wlo, whi = WIRE[f.wire]
         key = (f.wire, f.scale, f.base, f.sentinel,
                None if f.choices is not None or bounds == (wlo, whi) else bounds,
-               None if f.choices is None else tuple(sorted(f.choices)))
+               None if f.choices is None else tuple(sorted(f.choices)), s.kind)
         by_key.setdefault(key, []).append(s)
-    row = 0
-    floats = []
-    for (wire, scale, base, sentinel, bounds, choices), slots in by_key.items():
+    for (wire, scale, base, sentinel, bounds, choices, kind), slots in by_key.items():
+        view = np.dtype(_VIEW[wire][0])
         cls = _Class(wire, scale, base, sentinel, bounds,
-                     None if choices is None else np.array(choices, np.float64), r0=row)
+                     None if choices is None else np.array(choices, view), _dtype(kind),
+                     view.newbyteorder("="), _is_int(kind))
         _, _, wlo, whi = WIRE[wire]
         lo, hi = bounds if bounds is not None else (wlo, whi)
         if lo != wlo:
@@ -583,15 +687,21 @@ def _plan_floats(out: _Layout) -> None:
                 cls.low = lo + 1
             else:  # e.g. -1 W among signed powers
                 cls.scan = True
+                if sentinel == -1 and cls.direct and cls.dtype.kind == "i":
+                    cls.ones = np.dtype(f"<u{cls.dtype.itemsize}")  # -1: all bits set
+                    cls.ones_max = int(np.iinfo(cls.ones).max)
+        k = len(out.classes)
         for s in slots:
-            floats.append((s, row))
             dt, step = _VIEW[wire]
-            out.copies.append((s.off, s.count, dt, step, row, wire == "u24"))
-            row += s.count
-        cls.r1 = row
+            cls.copies.append((s.off, s.count, dt, step, cls.rows, wire == "u24"))
+            if wire == "u24" and s.off + 3 * s.count >= n:
+                out.pad = True
+            out.values.append((s, k, cls.rows))
+            cls.rows += s.count
         out.classes.append(cls)
-    out.floats = floats
-    out.rows = row
+    for s in out.others:  # (no such field today)
+        if isinstance(s.spec, Num) and s.spec.wire == "u24" and s.off + 3 * s.count >= n:
+            out.pad = True
 
 
 # --- vectorised value decoding ---------------------------------------------------------------
@@ -649,40 +759,214 @@ def _enum_lut(f: Num) -> tuple[np.ndarray, np.ndarray]:
     return lut
 
 
-def _floats(layout: _Layout, flat: np.ndarray, m: int, L: int
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(values (K, m), sentinel mask (K, m), rows failing a check or None).
+def _list_chunks(seq: Sequence[Any], L: int, pad: bool, same: np.ndarray
+                 ) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(start, stop, bytes of rows start..stop) straight from the payloads, _CHUNK rows at a
+    time into one reused buffer (it stays in cache for the passes over it). Payloads that are
+    not bytes of length L are read as zeros and cleared in `same`."""
+    n = len(seq)
+    size = min(n, _CHUNK)
+    buf = np.zeros(size + 1 if pad else size, f"S{L}")  # pad: a zero row after the last
+    flat = buf.view(np.uint8)
+    typed = set(map(type, seq)) == {bytes}
+    for start in range(0, n, size):
+        stop = min(n, start + size)
+        part = seq[start:stop]
+        if (not typed and set(map(type, part)) != {bytes}) or set(map(len, part)) != {L}:
+            fits = [type(p) is bytes and len(p) == L for p in part]
+            same[start:stop] &= fits
+            part = [p if f else b"" for p, f in zip(part, fits, strict=True)]
+        if pad and stop - start < size:
+            buf[stop - start] = b""
+        buf[:stop - start] = part
+        yield start, stop, flat
 
-    Works through the rows a chunk at a time, so every pass after the gather runs in cache;
-    per chunk and class one min / max decides whether any value needs a closer look."""
-    block = np.empty((layout.rows, m), np.float64)
-    sent_block = np.zeros((layout.rows, m), bool)
+
+def _matrix_chunks(flat: np.ndarray, m: int, L: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """The same over m rows already in one buffer (followed by _PAD bytes)."""
+    for start in range(0, m, _CHUNK):
+        yield start, min(m, start + _CHUNK), flat[start * L:]
+
+
+@dataclass(slots=True)
+class _Values:
+    m: int  # rows
+    blocks: list[np.ndarray]  # per class: (rows, m) of the column dtype
+    sents: list[np.ndarray | None]  # per class with a sentinel: (rows, m), True: sentinel
+    bad: np.ndarray | None  # rows failing a check
+    others: list[tuple[_Slot, np.ndarray, np.ndarray | None]]  # (slot, values, sentinels)
+
+
+def _blocks(layout: _Layout, m: int) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Uninitialised value blocks and zeroed sentinel masks for m rows, each set in one
+    allocation (large ones get huge pages: far fewer page faults than many arrays)."""
+    offs, size = [], 0
+    for c in layout.classes:
+        offs.append(size)
+        size += -(-c.rows * m * c.dtype.itemsize // 64) * 64
+    buf = np.empty(size, np.uint8)
+    blocks = [np.ndarray((c.rows, m), c.dtype, buf, off)
+              for c, off in zip(layout.classes, offs, strict=True)]
+    masked = [c.rows if c.sentinel is not None else 0 for c in layout.classes]
+    flags = np.zeros((sum(masked), m), bool)
+    sents: list[np.ndarray | None] = []
+    row = 0
+    for k in masked:
+        sents.append(flags[row:row + k] if k else None)
+        row += k
+    return blocks, sents
+
+
+def _merged(copies: list[tuple[int, int, str, int, int, bool]]
+            ) -> list[tuple[int, int, str, int, int, bool]]:
+    """Copies of one class with adjacent values and rows (the groups of an item) as one."""
+    out: list[tuple[int, int, str, int, int, bool]] = []
+    for off, count, dt, step, row, u24 in copies:
+        if out:
+            o, c, _, _, r, _ = out[-1]
+            if off == o + c * step and row == r + c:
+                out[-1] = (o, c + count, dt, step, r, u24)
+                continue
+        out.append((off, count, dt, step, row, u24))
+    return out
+
+
+def _runs(items: list[tuple], off: Any, fits: Any) -> list[list[tuple]]:
+    """`items` cut into runs at evenly spaced offsets (`off(item)`) where `fits(prev, item)`,
+    each run to be read with one strided view. A pair is not formed when its second item
+    starts a run of three or more."""
+    def spaced(i: int, j: int, delta: int) -> bool:  # items[j] continues a run ending at i
+        return (j < len(items) and fits(items[i], items[j])
+                and off(items[j]) - off(items[i]) == delta)
+
+    runs: list[list[tuple]] = []
+    i = 0
+    while i < len(items):
+        j = i + 1
+        if j < len(items) and fits(items[i], items[j]):
+            delta = off(items[j]) - off(items[i])
+            while spaced(j - 1, j, delta):
+                j += 1
+            if j == i + 2 and j + 1 < len(items) and fits(items[i + 1], items[j]) and spaced(
+                    j, j + 1, off(items[j]) - off(items[i + 1])):
+                j = i + 1
+        runs.append(items[i:j])
+        i = j
+    return runs
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """`r` groups of `count` values, `delta` bytes apart, into block rows row..row + r*count."""
+
+    off: int
+    r: int
+    delta: int
+    count: int
+    dt: str
+    step: int
+    row: int
+    u24: bool
+
+
+def _reads(copies: list[tuple[int, int, str, int, int, bool]]) -> list[_Read]:
+    runs = _runs(_merged(copies), lambda c: c[0],
+                 lambda a, b: (a[1], a[2], a[5]) == (b[1], b[2], b[5]) and b[4] == a[4] + a[1])
+    return [_Read(run[0][0], len(run), run[1][0] - run[0][0] if len(run) > 1 else 0,
+                  run[0][1], run[0][2], run[0][3], run[0][4], run[0][5]) for run in runs]
+
+
+def _checks(pieces: list[tuple[int, str, int]]
+            ) -> list[tuple[int, int, int, str, np.ndarray]]:
+    """Structural pieces as runs: (offset, count, delta, dtype, expected values (count, 1))."""
+    runs = _runs(pieces, lambda p: p[0], lambda a, b: a[1] == b[1])
+    return [(run[0][0], len(run), run[1][0] - run[0][0] if len(run) > 1 else 0, run[0][1],
+             np.array([p[2] for p in run], run[0][1])[:, None]) for run in runs]
+
+
+def _values(layout: _Layout, m: int, L: int, chunks: Iterable[tuple[int, int, np.ndarray]],
+            same: np.ndarray | None) -> _Values:
+    """Decode the number and other value slots of m rows, chunk by chunk: each chunk is
+    compared with the template (when `same` is given: cleared where a row differs), copied
+    into its class blocks, checked (one min / max per class and chunk decides whether any
+    value needs a closer look) and scaled while in cache."""
+    blocks, sents = _blocks(layout, m)
+    classes = layout.classes
+    reads = [_reads(c.copies) for c in classes]
+    # each read's rows of its class block, as (r, count, m)
+    dests = [[blk[d.row:d.row + d.r * d.count].reshape(d.r, d.count, m) for d in rs]
+             for blk, rs in zip(blocks, reads, strict=True)]
+    checks = _checks(_pieces(layout.structural, layout.expected)) if same is not None else []
+    size = min(m, _CHUNK)
+    eq = np.empty((max((c[1] for c in checks), default=1), size), bool)
     bad = np.zeros(m, bool)
     any_bad = False
-    for start in range(0, m, _CHUNK):
-        stop = min(m, start + _CHUNK)
-        at = start * L
-        for off, count, dt, step, row, u24 in layout.copies:
-            raw = np.ndarray((count, stop - start), dt, flat, off + at, (step, L))
-            block[row:row + count, start:stop] = raw & 0xFFFFFF if u24 else raw
-        for c in layout.classes:
-            blk = block[c.r0:c.r1, start:stop]
+    parts: list[list[tuple[int, int, np.ndarray, np.ndarray | None, np.ndarray | None]]] = [
+        [] for _ in layout.others]
+    src = None  # views of the current chunk buffer, rebuilt when the buffer or size changes
+    for start, stop, flat in chunks:
+        k = stop - start
+        if src is None or flat is not src[0] or k != src[1]:
+            src = (flat, k,
+                   [np.ndarray((r, k), dt, flat, off, (delta, L))
+                    for off, r, delta, dt, _ in checks],
+                   [[np.ndarray((d.r, d.count, k), d.dt, flat, d.off, (d.delta, d.step, L))
+                     for d in rs] for rs in reads])
+        _, _, check_views, read_views = src
+        if same is not None:
+            part, e = same[start:stop], eq[0, :k]
+            for view, (_, r, _, _, expected) in zip(check_views, checks, strict=True):
+                if r == 1:
+                    np.equal(view[0], expected[0, 0], out=e)
+                else:
+                    np.equal(view, expected, out=eq[:r, :k])
+                    np.logical_and.reduce(eq[:r, :k], axis=0, out=e)
+                part &= e
+        for c, rs, views, dst, out_all, sent_all in zip(classes, reads, read_views, dests,
+                                                        blocks, sents, strict=True):
+            for d, view, full in zip(rs, views, dst, strict=True):
+                if d.u24:
+                    np.bitwise_and(view, 0xFFFFFF, out=full[..., start:stop])
+                else:
+                    full[..., start:stop] = view
+            blk = out_all[:, start:stop]  # raw values (floats: exact integers)
+            sent = None
             if c.suspect(blk):
                 sent = blk == c.sentinel if c.sentinel is not None else None
-                b = c.failing(blk)
-                if b is not None and sent is not None:
-                    b &= ~sent
-                if b is not None and b.any():
-                    bad[start:stop] |= b.any(axis=0)
-                    any_bad = True
-                if sent is not None and sent.any():
-                    sent_block[c.r0:c.r1, start:stop] = sent
-                    blk[sent] = np.nan  # NaN / scale + base stays NaN
-            if c.scale != 1:
+                fail = c.failing(blk)
+                if fail is not None:
+                    if sent is not None:
+                        fail &= ~sent
+                    if fail.any():
+                        bad[start:stop] |= fail.any(axis=0)
+                        any_bad = True
+                if sent is not None:
+                    if sent.any():
+                        assert sent_all is not None
+                        sent_all[:, start:stop] = sent
+                    else:
+                        sent = None
+            if c.scale != 1:  # raw / scale + base, as the generated decoders
                 np.divide(blk, c.scale, out=blk)
             if c.base:
                 blk += c.base
-    return block, sent_block, bad if any_bad else None
+            if sent is not None:  # a sentinel is NaN (floats) or 0 (integers)
+                blk[sent] = 0 if c.direct else np.nan
+        for slot, acc in zip(layout.others, parts, strict=True):
+            acc.append((start, stop, *_other(slot, flat, k, L)))
+    others = []
+    for slot, acc in zip(layout.others, parts, strict=True):
+        values = acc[0][2] if len(acc) == 1 else np.concatenate([a[2] for a in acc])
+        sent = None
+        if any(a[3] is not None for a in acc):
+            sent = np.concatenate([np.zeros(a[2].shape, bool) if a[3] is None else a[3]
+                                   for a in acc])
+        for start, stop, _, _, b in acc:
+            if b is not None:
+                bad[start:stop] |= b
+                any_bad = True
+        others.append((slot, values, sent))
+    return _Values(m, blocks, sents, bad if any_bad else None, others)
 
 
 def _other(slot: _Slot, flat: np.ndarray, m: int, L: int
@@ -903,6 +1187,11 @@ def _safe_decode(payload: Any, options: dict[str, Any]) -> Uplink | DecodeError:
         return DecodeError(f"internal decoder error: {exc!r}")
 
 
+def _as_bytes(p: Any) -> bytes:
+    """Bytes-likes as bytes; anything else as b"" (which `decode` then rejects for what it is)."""
+    return p if type(p) is bytes else bytes(p) if isinstance(p, bytearray | memoryview) else b""
+
+
 class _Batch:
     def __init__(self, payloads: Sequence[Any], dialect: str, strict_ranges: bool) -> None:
         self.payloads = payloads
@@ -931,44 +1220,87 @@ class _Batch:
         _put_uplink(self.sink, i, result)
 
     def run(self) -> None:
+        rest = self.bulk()
+        if rest is None:
+            self.general(None)
+        elif len(rest):
+            self.general(rest)
+
+    def bulk(self) -> np.ndarray | None:
+        """The whole batch against the layout of its first valid frame (among the first few),
+        read straight from the payload list: the common case of bulk data, one pass over the
+        payloads. Returns the rows of other layouts (positions), None if no template was
+        found."""
         seq = self.payloads
+        for t in range(min(self.n, _TEMPLATE_TRIES)):
+            p = seq[t]
+            if type(p) is bytes and p:
+                first = _safe_decode(p, self.options)
+                if not isinstance(first, DecodeError):
+                    break
+        else:
+            return None
+        mode, label, reading = self.plan(first)
+        if mode == "per_frame":
+            return None
+        layout = _layout(p, reading)
+        if mode == "common" and not layout.invariant:
+            return None
+        n, L = self.n, len(p)
+        same = np.ones(n, bool)
+        chunks = _list_chunks(seq, L, layout.pad, same)
+        kept = np.empty((n, L), np.uint8) if mode == "check" else None
+        if kept is not None:  # the other dialect's walk reads the frames: keep a copy
+
+            def keep(chunks: Iterator[tuple[int, int, np.ndarray]]
+                     ) -> Iterator[tuple[int, int, np.ndarray]]:
+                for start, stop, flat in chunks:
+                    kept.reshape(-1)[start * L:stop * L] = flat[:(stop - start) * L]
+                    yield start, stop, flat
+
+            chunks = keep(chunks)
+        vals = _values(layout, n, L, chunks, same)
+        self.finish(layout, vals, None, same, label, mode, lambda pos: (kept, pos))
+        return np.flatnonzero(~same)
+
+    def general(self, rows: np.ndarray | None) -> None:
+        """Rows (None: all) grouped by length, each group by layouts."""
+        seq = self.payloads if rows is None else [self.payloads[i] for i in rows.tolist()]
         if set(map(type, seq)) != {bytes}:  # bytes-likes are copied, the rest become errors
-            seq = [p if type(p) is bytes else bytes(p)
-                   if isinstance(p, bytearray | memoryview) else b"" for p in seq]
+            seq = [_as_bytes(p) for p in seq]
         lengths = set(map(len, seq))
-        if len(lengths) == 1 and 0 not in lengths:
+        if rows is None and len(lengths) == 1 and 0 not in lengths:
             self.length_group(seq, None, lengths.pop())
             return
-        lens = np.fromiter(map(len, seq), np.int64, self.n)
+        lens = np.fromiter(map(len, seq), np.int64, len(seq))
         sizes, first = np.unique(lens, return_index=True)
         for length in sizes[np.argsort(first)].tolist():  # in order of first appearance
-            rows = np.flatnonzero(lens == length)
+            pos = np.flatnonzero(lens == length)
+            where = pos if rows is None else rows[pos]
             if length == 0:  # empty, or not bytes at all: `decode` says why
-                for i in rows.tolist():
+                for i in where.tolist():
                     self.per_frame(i)
             else:
-                self.length_group(seq, rows, length)
+                self.length_group([seq[i] for i in pos.tolist()], where, length)
 
-    def length_group(self, seq: Sequence[bytes], rows: np.ndarray | None, L: int) -> None:
-        """All frames of one length (rows None: the whole batch)."""
-        m = self.n if rows is None else len(rows)
+    def length_group(self, items: Sequence[bytes], rows: np.ndarray | None, L: int) -> None:
+        """Frames of one length: `items`, the payloads of batch rows `rows` (None: all)."""
+        m = len(items)
         pad = [b""] * -(-_PAD // L)  # zero rows after the last frame
-        data = np.array([*seq, *pad] if rows is None else [seq[i] for i in rows.tolist()] + pad,
-                        dtype=f"S{L}").view(np.uint8)
-        if rows is None:
-            rows = np.arange(m)
+        data = np.array([*items, *pad], dtype=f"S{L}").view(np.uint8)
+        where = np.arange(m) if rows is None else rows
         frames = data[:m * L].reshape(m, L)
-        todo: np.ndarray | None = None  # positions in `rows` not yet decoded (None: all)
+        todo: np.ndarray | None = None  # positions in `items` not yet decoded (None: all)
         for _ in range(_MAX_TEMPLATES):
             t = 0 if todo is None else int(todo[0])
-            i = int(rows[t])
-            first = _safe_decode(seq[i], self.options)
+            i = int(where[t])
+            first = _safe_decode(items[t], self.options)
             if isinstance(first, DecodeError):
                 self.per_frame(i, first)
                 todo = np.arange(1, m) if todo is None else todo[1:]
             else:
                 mode, label, reading = self.plan(first)
-                layout = _layout(seq[i], reading)
+                layout = _layout(items[t], reading)
                 same = _same(data, m, L, layout, todo)
                 if same.all():
                     match, rest = (None if todo is None else todo), np.empty(0, np.intp)
@@ -979,14 +1311,14 @@ class _Batch:
                     # ambiguous, or "common" because both readings compared equal: that
                     # depends on the values, so `decode` has to see every row
                     for k in (range(m) if match is None else match.tolist()):
-                        self.per_frame(int(rows[k]), first if k == t else None)
+                        self.per_frame(int(where[k]), first if k == t else None)
                 else:
                     self.vector(layout, data, frames, rows, match, L, label, mode)
                 todo = rest
             if not len(todo):
                 return
         for k in todo.tolist():  # too many layouts of this length: one by one
-            self.per_frame(int(rows[k]))
+            self.per_frame(int(where[k]))
 
     def plan(self, first: Uplink) -> tuple[str, str, Dialect]:
         """(mode, label, dialect to read in) for the rows of a template's layout."""
@@ -998,48 +1330,85 @@ class _Batch:
             return "common", "common", Dialect.FIRMWARE
         return "check", first.dialect, Dialect(first.dialect)
 
-    def vector(self, layout: _Layout, data: np.ndarray, frames: np.ndarray, rows: np.ndarray,
-               match: np.ndarray | None, L: int, label: str, mode: str) -> None:
-        """Decode the rows `match` (positions in `rows`; None: all) of one layout."""
+    def vector(self, layout: _Layout, data: np.ndarray, frames: np.ndarray,
+               rows: np.ndarray | None, match: np.ndarray | None, L: int, label: str,
+               mode: str) -> None:
+        """Decode the rows `match` (positions in `frames`; None: all) of one layout; `rows`:
+        the batch row of each frame (None: frame k is row k)."""
         if match is None:
             m, flat = len(frames), data
         else:
             m = len(match)
             flat = np.zeros(m * L + _PAD, np.uint8)
             np.take(frames, match, axis=0, out=flat[:m * L].reshape(m, L))
-        block, sent_block, bad = _floats(layout, flat, m, L)
-        others = []
-        for slot in layout.others:
-            values, sent, b = _other(slot, flat, m, L)
-            others.append((slot, values, sent))
-            if b is not None:
-                bad = b if bad is None else bad | b
-        keep = None if bad is None else np.flatnonzero(~bad)  # positions in match
-        if bad is not None:
-            for p in np.flatnonzero(bad).tolist():
-                self.per_frame(int(rows[p if match is None else match[p]]))
-        if mode == "check":
-            keep = self.settle(frames, rows, match, keep, m, label)
-        if keep is not None and not len(keep):
-            return
-        idx = np.arange(m) if match is None else match
-        target = rows[idx] if keep is None else rows[idx[keep]]
-        whole = len(target) == self.n  # the batch is this layout: adopt arrays, no copies
-        if keep is not None and len(keep) == m:
-            keep = None
+        vals = _values(layout, m, L, _matrix_chunks(flat, m, L), None)
+        idx = rows if match is None else match if rows is None else rows[match]
 
-        def put(store: dict[str, np.ndarray], make: Any, path: str, values: np.ndarray
-                ) -> None:
-            if keep is not None:
-                values = values[keep]
-            if whole and path not in store:
+        def frames_of(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return flat[:m * L].reshape(m, L), pos
+
+        self.finish(layout, vals, idx, None, label, mode, frames_of)
+
+    def finish(self, layout: _Layout, vals: _Values, idx: np.ndarray | None,
+               same: np.ndarray | None, label: str, mode: str, frames: Any) -> None:
+        """Rows of `vals` (idx: their batch rows; None: row k is batch row k) that match the
+        template (`same`; None: all) go to the columns, unless a check failed on them or, in
+        auto mode, the other dialect may read them: those go to `decode`."""
+        take = np.ones(vals.m, bool) if same is None else same.copy()
+        if vals.bad is not None:
+            take &= ~vals.bad
+        if mode == "check":
+            self.settle(take, idx, label, frames)
+        later = ~take if same is None else same & ~take
+        self.emit(layout, vals, idx, take, label)
+        for p in np.flatnonzero(later).tolist():
+            self.per_frame(p if idx is None else int(idx[p]))
+
+    def settle(self, take: np.ndarray, idx: np.ndarray | None, label: str, frames: Any
+               ) -> None:
+        """Auto mode: clear in `take` the rows the other dialect may read (`decode` decides
+        them); `frames(positions)` gives (a matrix holding those rows, their rows in it)."""
+        other = Dialect.GUIDE if label == "firmware" else Dialect.FIRMWARE
+        cand = np.flatnonzero(take)
+        if not len(cand):
+            return
+        matrix, at = frames(cand)
+        proven = _refute(matrix, at, other)
+        if proven.all():
+            return
+        options = {"dialect": other.value, "strict_ranges": self.options["strict_ranges"]}
+        for j in np.flatnonzero(~proven).tolist():
+            p = int(cand[j])
+            i = p if idx is None else int(idx[p])
+            if not isinstance(_safe_decode(self.payloads[i], options), DecodeError):
+                take[p] = False  # the other dialect reads it too: `decode` decides
+
+    def emit(self, layout: _Layout, vals: _Values, idx: np.ndarray | None, take: np.ndarray,
+             label: str) -> None:
+        """Write the rows `take` of `vals` into the output. With idx None (row k is batch row
+        k) the value arrays become the columns themselves, their other rows set to "no
+        value"."""
+        sink = self.sink
+        everything = bool(take.all())
+        if not everything and not take.any():
+            return
+        if idx is None:
+            sel: Any = slice(None) if everything else take
+            outside = None if everything else np.flatnonzero(~take)
+        else:
+            sel, outside = (idx if everything else idx[take]), None
+
+        def put(store: dict[str, np.ndarray], make: Any, path: str, values: np.ndarray,
+                missing: Any) -> None:
+            if idx is None and path not in store:
+                if outside is not None:
+                    values[outside] = missing
                 store[path] = values
             else:
-                make(path)[target] = values
+                make(path)[sel] = values if everything else values[take]
 
-        sink = self.sink
-        known = {p: v for p, _, _, _, v in layout.consts}
-        known.update((s.path, values) for s, values, _ in others)
+        known: dict[str, Any] = {p: v for p, _, _, _, v in layout.consts}
+        known.update((s.path, values) for s, values, _ in vals.others)
 
         def listed(s: _Slot, sent: np.ndarray) -> np.ndarray:
             if s.when is None:
@@ -1050,55 +1419,54 @@ class _Batch:
                 return sent & np.isin(value, np.array(list(names), object))
             return sent if value in names else np.zeros_like(sent)
 
-        for s, row in layout.floats:
+        for s, k, row in layout.values:
+            blk, sent_blk = vals.blocks[k], vals.sents[k]
             if s.width is None:
-                values, sent = block[row], sent_block[row]
+                values = blk[row]
+                sent = sent_blk[row] if sent_blk is not None else None
             else:
-                values, sent = block[row:row + s.count].T, sent_block[row:row + s.count].T
-            put(sink.cols, lambda p, s=s: sink.col(p, _F, s.width), s.path, values)
+                values = blk[row:row + s.count].T
+                sent = sent_blk[row:row + s.count].T if sent_blk is not None else None
+            put(sink.cols, lambda p, s=s: sink.col(p, s.kind, s.width), s.path, values,
+                _missing(s.kind))
             if s.masked:
-                put(sink.masks, lambda p, s=s: sink.mask(p, s.width), s.path, listed(s, sent))
-        for s, values, sent in others:
-            put(sink.cols, lambda p, s=s: sink.col(p, s.kind, s.width), s.path, values)
+                if sent is None:
+                    sent = np.zeros(values.shape, bool)
+                put(sink.masks, lambda p, s=s: sink.mask(p, s.width), s.path,
+                    listed(s, sent), False)
+        for s, values, sent in vals.others:
+            put(sink.cols, lambda p, s=s: sink.col(p, s.kind, s.width), s.path, values,
+                _missing(s.kind))
             if s.masked and sent is not None:
-                put(sink.masks, lambda p, s=s: sink.mask(p, s.width), s.path, listed(s, sent))
+                put(sink.masks, lambda p, s=s: sink.mask(p, s.width), s.path,
+                    listed(s, sent), False)
         shared: dict[tuple[str, type, Any], np.ndarray] = {}
+        m = len(take)
         for path, kind, width, masked, value in layout.consts:
-            if whole and width is None and path not in sink.cols:
-                key = (kind, type(value), value)
-                if key not in shared:  # constant columns share one read-only array
-                    shared[key] = _full(self.n, kind, value)
-                sink.cols[path] = shared[key]
+            if idx is None and width is None and path not in sink.cols:
+                if everything:
+                    key = (kind, type(value), value)
+                    if key not in shared:  # constant columns share one read-only array
+                        shared[key] = _full(m, kind, value)
+                    sink.cols[path] = shared[key]
+                else:
+                    col = sink.cols[path] = _full(m, kind, value)
+                    col[outside] = _missing(kind)
             elif width is None and kind == _O:
-                sink.col(path, kind, None)[target] = _full(len(target), kind, value)
+                sink.col(path, kind, None)[sel] = _full(m if everything else int(take.sum()),
+                                                        kind, value)
             else:
-                sink.col(path, kind, width)[target] = value
+                sink.col(path, kind, width)[sel] = value
             if masked:
                 sink.mask(path, width)
         for path in layout.flags:
-            sink.flag(path)[target] = True
-        self.ok[target] = True
-        self.vectorised[target] = True
-        self.labels[target] = _full(len(target), _O, label)
-
-    def settle(self, frames: np.ndarray, rows: np.ndarray, match: np.ndarray | None,
-               keep: np.ndarray | None, m: int, label: str) -> np.ndarray | None:
-        """Auto mode: keep the rows the other dialect cannot read; `decode` the others."""
-        other = Dialect.GUIDE if label == "firmware" else Dialect.FIRMWARE
-        cand = np.arange(m) if keep is None else keep  # positions in match
-        idx = cand if match is None else match[cand]
-        proven = _refute(frames, idx, other)
-        if proven.all():
-            return keep
-        options = {"dialect": other.value, "strict_ranges": self.options["strict_ranges"]}
-        settled = proven.copy()
-        for j in np.flatnonzero(~proven).tolist():
-            i = int(rows[idx[j]])
-            if isinstance(_safe_decode(self.payloads[i], options), DecodeError):
-                settled[j] = True
-            else:  # the other dialect reads it too: `decode` decides
-                self.per_frame(i)
-        return keep if settled.all() else cand[settled]
+            if idx is None and path not in sink.present:
+                sink.present[path] = take.copy()
+            else:
+                sink.flag(path)[sel] = True
+        self.ok[sel] = True
+        self.vectorised[sel] = True
+        self.labels[sel] = label
 
 
 def decode_many(payloads: Sequence[bytes], *, dialect: DialectName = "auto",
