@@ -60,6 +60,17 @@ def periodic_frame(rng: random.Random, phase: str) -> bytes:
     return encode_uplink(periodic_items(rng, phase))
 
 
+DEFAULT_REPORT = {"temperature", "power_factor", "active_power_ab", "active_power_cd",
+                  "imported_active_energy_ab", "imported_active_energy_cd"}
+
+
+def default_report_frame(rng: random.Random) -> bytes:
+    """What a device sends with the factory report mask 6c = 0x0099 (temperature, power
+    factor, active power, imported active energy), all groups single-phase."""
+    return encode_uplink([i for i in periodic_items(rng, "single")
+                          if i.command_name in DEFAULT_REPORT])
+
+
 def batch(n: int, phase: str, seed: int = 1, variants: int = 64) -> list[bytes]:
     """n frames of one layout: each item drawn from `variants` independent encodings."""
     rng = random.Random(seed)
@@ -130,7 +141,9 @@ def main() -> None:
         print(f"{what:<70} {size:>5} B {rate:>11,.0f}{'  ' + note if note else ''}",
               flush=True)
 
-    for name, frame in (("single-phase", single), ("three-phase", three)):
+    default = default_report_frame(rng)
+    for name, frame in (("single-phase", single), ("three-phase", three),
+                        ("default-report (6c=0x0099)", default)):
         for d in ("auto", "firmware"):
             row(f"decode, {name} periodic, dialect={d}", len(frame),
                 per_frame(frame, n_pf, rep, dialect=d))
