@@ -39,6 +39,18 @@ VOLTAGE_CHANNELS = 3
 CURRENT_CHANNELS = 12
 
 
+class LocatedError(ValueError):
+    """An error with a reason and, optionally, where it was found (`where: reason`)."""
+
+    def __init__(self, reason: str, *, where: str | None = None) -> None:
+        self.reason = reason
+        self.where = where
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}" if self.where else self.reason
+
+
 class CaptureError(ValueError):
     """A capture that cannot be metered (wrong shape, rate, non-finite samples, bad file).
     `path` names the file when there is one; `reason` says what is wrong."""

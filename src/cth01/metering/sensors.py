@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .capture import CURRENT_CHANNELS, Capture
+from .capture import CURRENT_CHANNELS, Capture, LocatedError
 
 SPLIT_CORE_RANGES_A = (100, 300, 500, 1000)
 ROGOWSKI_RANGE_A = 4000
@@ -51,16 +51,8 @@ CT_RANGES_A = (*SPLIT_CORE_RANGES_A, ROGOWSKI_RANGE_A)
 _STREAM_UNITS, _STREAM_NOISE = 0, 1
 
 
-class SensorError(ValueError):
+class SensorError(LocatedError):
     """A sensor model that makes no sense (bad range, tables of different lengths, ...)."""
-
-    def __init__(self, reason: str, *, where: str | None = None) -> None:
-        self.reason = reason
-        self.where = where
-        super().__init__(reason)
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.reason}" if self.where else self.reason
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from .capture import CURRENT_CHANNELS, VOLTAGE_CHANNELS, Capture
+from .capture import CURRENT_CHANNELS, VOLTAGE_CHANNELS, Capture, LocatedError
 
 MAX_FREQUENCY_DEVIATION_HZ = 0.5
 GROUPS = "abcd"
@@ -67,16 +67,8 @@ _WANDER_SHARES = (0.2, 0.3, 0.5)
 _STREAM_WANDER, _STREAM_VARIABILITY = 0, 1
 
 
-class ScenarioError(ValueError):
+class ScenarioError(LocatedError):
     """A scenario that cannot be generated; `where` names the offending part."""
-
-    def __init__(self, reason: str, *, where: str | None = None) -> None:
-        self.reason = reason
-        self.where = where
-        super().__init__(reason)
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.reason}" if self.where else self.reason
 
 
 # --- description -------------------------------------------------------------------------------
