@@ -168,7 +168,8 @@ def test_bad_accuracy_tables_and_arguments():
         apply("not a capture")
 
 
-# IEC 62053-21 class 1 (active) and IEC 62053-23 class 2 (reactive), CT-operated meters:
+# IEC 62053-21 class 1 (active) and IEC 62053-23 class 2 (reactive), directly-connected
+# current bands (the engine-level class tests are in test_accuracy.py):
 # (current % of rated, load, active limit %, reactive limit %)
 CLASS_POINTS = [
     (5, "pf1", 1.5, None), (10, "pf1", 1.0, None), (20, "pf1", 1.0, None),
