@@ -84,7 +84,7 @@ def _num(v: object) -> str:
 
 
 def _eng(f: Num, raw: int) -> str:
-    return _num((raw / f.scale if f.scale != 1 else raw) + f.base)
+    return _num(f.engineering(raw))
 
 
 def _hex_raw(raw: int, width_bytes: int) -> str:
@@ -252,6 +252,9 @@ def _range(f: Num) -> str:
         text += f" (wire {lo}..{hi})"
     if f.range is None:
         text += " (wire width)"
+    alo, ahi = f.raw_bounds(decoding=True)
+    if (alo, ahi) != (lo, hi):
+        text += f"; decoding accepts {_eng(f, alo)}..{_eng(f, ahi)}"
     if f.measured:
         text += f" {MEASURED}"
     return text
