@@ -41,7 +41,7 @@ from .protocol.schema import Echo, Flags, Grouped, Hex, Nibbles, Num, Text
 
 app = typer.Typer(
     name="cth01", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
-    help="Codec for the Milesight CTH01 LoRaWAN power meter: decode uplinks, encode downlinks.",
+    help="Milesight CTH01 power meter: decode uplinks, encode downlinks, meter waveforms.",
 )
 encode_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode="rich",
