@@ -37,6 +37,7 @@ from .protocol import (
     item_class,
 )
 from .protocol.codec import compiled_commands
+from .protocol.model import camel_case
 from .protocol.schema import Echo, Flags, Grouped, Hex, Nibbles, Num, Text
 
 app = typer.Typer(
@@ -209,10 +210,6 @@ def _fmt_num(v: float) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _camel(name: str) -> str:
-    return "".join(p.capitalize() for p in name.split("_"))
-
-
 def parse_time(text: str) -> datetime:
     """ISO 8601 (a missing offset means UTC) or Unix seconds."""
     text = text.strip()
@@ -235,7 +232,7 @@ def _option(f: Num | Flags | Text | Hex | Echo) -> tuple[Any, Any, Callable[[Any
     if isinstance(f, Flags):
         # typer takes no list[Literal[...]]: the choices become a (generated) enum
         names = [b for b in f.bits if b]
-        choices = StrEnum(_camel(f.name), {b: b for b in names})  # type: ignore[misc]
+        choices = StrEnum(camel_case(f.name), {b: b for b in names})  # type: ignore[misc]
         opt = typer.Option(flag, help=f"{doc}: bit flags, repeat the option for each of "
                            f"{', '.join(names)}.", case_sensitive=False, metavar="NAME",
                            show_choices=False)
@@ -425,14 +422,15 @@ def meter_cmd(
         _, reports = cli_meter.meter_capture(capture, config)
     except cli_meter.MeterInputError as exc:
         fail(exc)
+    docs = [r.to_dict() for r in reports]
     if fmt == "json":
-        typer.echo(cli_meter.reports_json(reports))
+        typer.echo(cli_meter.reports_json(docs))
     else:
         from rich.console import Console
 
-        Console().print(cli_meter.reports_table(reports))
+        Console().print(cli_meter.reports_table(docs))
     if plot is not None:
-        cli_meter.plot_reports(reports, plot, f"cth01 meter {capture.name}")
+        cli_meter.plot_reports(docs, plot, f"cth01 meter {capture.name}")
         typer.echo(f"plot written to {plot}", err=fmt == "json")
 
 

@@ -75,32 +75,32 @@ def meter_capture(capture_path: Path, config_path: Path | None
     return capture, reports
 
 
-def reports_json(reports: list[SecondReport]) -> str:
-    return json.dumps([r.to_dict() for r in reports], allow_nan=False)
+def reports_json(docs: list[dict[str, Any]]) -> str:
+    return json.dumps(docs, allow_nan=False)
 
 
-def reports_table(reports: list[SecondReport]) -> Any:
+def reports_table(docs: list[dict[str, Any]]) -> Any:
     """A rich renderable: one table per reported second would be a wall of numbers, so the
     table shows each channel's mean over the capture and the final energy registers."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    last = reports[-1].to_dict()
-    series = {k: np.array([r.to_dict()[k] for r in reports], dtype=float)
+    last = docs[-1]
+    series = {k: np.array([d[k] for d in docs], dtype=float)
               for k in ("current_rms_a", "active_power_w", "reactive_power_var",
                         "apparent_power_va", "power_factor_pct", "thdi_pct")}
-    volts = np.array([r.to_dict()["voltage_rms_v"] for r in reports], dtype=float)
-    thdv = np.array([r.to_dict()["thdv_pct"] for r in reports], dtype=float)
+    volts = np.array([d["voltage_rms_v"] for d in docs], dtype=float)
+    thdv = np.array([d["thdv_pct"] for d in docs], dtype=float)
     head = Table(title="voltages", title_justify="left")
     for col in ("phase", "Vrms V", "THDv %"):
         head.add_column(col, justify="right")
     for k in range(3):
         head.add_row(f"L{k + 1}", f"{volts[:, k].mean():.2f}", f"{thdv[:, k].mean():.2f}")
-    unb = np.mean([r.to_dict()["unbalance_pct"] for r in reports])
-    freq = np.mean([r.to_dict()["frequency_hz"] for r in reports])
+    unb = np.mean([d["unbalance_pct"] for d in docs])
+    freq = np.mean([d["frequency_hz"] for d in docs])
     temp = last["temperature_c"]
-    summary = Text(f"{len(reports)} s metered: means over the capture, energy registers at "
+    summary = Text(f"{len(docs)} s metered: means over the capture, energy registers at "
                    f"the end. Frequency {freq:.3f} Hz, unbalance {unb:.2f} %, temperature "
                    + (f"{temp:.2f} °C" if temp is not None else "not measured") + ".")
     ch = Table(title="channels", title_justify="left")
@@ -114,14 +114,13 @@ def reports_table(reports: list[SecondReport]) -> Any:
     return Group(summary, head, ch)
 
 
-def plot_reports(reports: list[SecondReport], out: Path, title: str) -> None:
+def plot_reports(docs: list[dict[str, Any]], out: Path, title: str) -> None:
     """Voltage, current, active power and cumulative energy over time, one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    docs = [r.to_dict() for r in reports]
     t = np.array([d["second"] for d in docs])
     panels = [("voltage_rms_v", "Vrms (V)", "L"), ("current_rms_a", "Irms (A)", "ch "),
               ("active_power_w", "P (W)", "ch "),

@@ -299,7 +299,7 @@ def _listed_when(command: str, field: str) -> tuple[str, frozenset] | None:
     """The model's rule for a scalar sentinel field: listed in `Item.unavailable` only while
     the item's field `when[0]` holds one of the values `when[1]` (alarm values; the rule of
     the item class, which both dialects share)."""
-    for name, shape, when in getattr(item_class(command), "_sentinel_fields", ()):
+    for name, shape, when in item_class(command).sentinel_fields:
         if name == field and shape == "scalar":
             return when
     return None

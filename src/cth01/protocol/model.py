@@ -23,7 +23,7 @@ class Item(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_fi
     # set on each generated subclass
     command_name: ClassVar[str]
     kind: ClassVar[str]
-    _sentinel_fields: ClassVar[tuple[tuple[str, str, Any], ...]]
+    sentinel_fields: ClassVar[tuple[tuple[str, str, Any], ...]]
 
     @property
     def unavailable(self) -> tuple[str, ...]:
@@ -31,7 +31,7 @@ class Item(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_fi
         ``name``, ``name[i]`` for arrays, ``name.g`` / ``name.g[i]`` for group totals/channels.
         A value that is simply absent (an alarm type that carries none) is not listed."""
         out: list[str] = []
-        for name, shape, when in self._sentinel_fields:
+        for name, shape, when in self.sentinel_fields:
             value = getattr(self, name)
             if shape == "scalar":
                 if value is None and (when is None or getattr(self, when[0]) in when[1]):
@@ -138,7 +138,8 @@ class Uplink(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         return tuple(i for i in self.items if i.command_name == "command_reply")
 
 
-def _camel(name: str) -> str:
+def camel_case(name: str) -> str:
+    """active_power_ab -> ActivePowerAb (item class names)."""
     return "".join(p[:1].upper() + p[1:] for p in name.split("_"))
 
 
@@ -172,7 +173,7 @@ def _field_types(cmd: Command) -> list[tuple[str, Any]]:
     return out
 
 
-def _sentinel_fields(cmd: Command) -> tuple[tuple[str, str, Any], ...]:
+def _sentinel_spec(cmd: Command) -> tuple[tuple[str, str, Any], ...]:
     out: list[tuple[str, str, Any]] = []
     for f in cmd.fields:
         if isinstance(f, Grouped) and f.sentinel is not None:
@@ -198,12 +199,12 @@ def item_class(cmd: Command | str) -> type[Item]:
     fields = _field_types(cmd)
     if cls is None:
         cls = msgspec.defstruct(
-            _camel(cmd.name),
+            camel_case(cmd.name),
             [(n, t) for n, t in fields if n != "command"]
             + [(n, t, None) for n, t in fields if n == "command"],
             bases=(Item,), tag=cmd.name, module=__name__,
             namespace={"command_name": cmd.name, "kind": cmd.kind, "__doc__": cmd.title,
-                       "_sentinel_fields": _sentinel_fields(cmd)},
+                       "sentinel_fields": _sentinel_spec(cmd)},
         )
         _CLASSES[cmd.name] = cls
     elif {n for n, _ in fields} != set(cls.__struct_fields__):
