@@ -42,7 +42,8 @@ from .protocol.schema import Echo, Flags, Grouped, Hex, Nibbles, Num, Text
 
 app = typer.Typer(
     name="cth01", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
-    help="Milesight CTH01 power meter: decode uplinks, encode downlinks, meter waveforms.",
+    help="Milesight CTH01 power meter: decode uplinks, encode downlinks, meter waveforms, "
+         "simulate devices and fleets.",
 )
 encode_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode="rich",
@@ -666,3 +667,12 @@ def run_demo(console: Any) -> None:
                   f"together are {d18}.")
     console.print("[green]all encodings match the guide[/green]" if ok
                   else "[red]some encodings differ from the guide[/red]")
+
+
+# --- the virtual device (cth01.device) ----------------------------------------------------------
+from .cli_simulate import simulate  # noqa: E402
+from .cli_toolbox import toolbox_app  # noqa: E402
+
+app.command("simulate")(simulate)
+app.add_typer(toolbox_app, name="toolbox",
+              help="The ToolBox app's local interface to a virtual CTH01 kept in a state file.")
