@@ -23,7 +23,6 @@ import time  # noqa: E402
 import tracemalloc  # noqa: E402
 
 from bench_metering import FS, machine, signals  # noqa: E402
-
 from cth01.device import Fleet  # noqa: E402
 from cth01.device.measurements import from_second_arrays  # noqa: E402
 from cth01.metering import MeterConfig, meter_batch  # noqa: E402

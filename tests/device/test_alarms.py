@@ -120,11 +120,13 @@ def test_temperature_at_the_threshold_value_is_no_alarm(condition, lo, hi, value
 
 # --- repeats ------------------------------------------------------------------------------
 
-def test_current_channel_5_above_repeats_at_t_plus_5_and_10_min_and_no_fourth():
+@pytest.mark.parametrize("report_cleared", [False, True], ids=["cleared_off", "cleared_on"])
+def test_current_channel_5_above_repeats_at_t_plus_5_and_10_min_and_no_fourth(report_cleared):
     bench = Bench.joined()
     settle(bench, m())
-    configure(bench, commands.set_current_threshold(5, enabled=True, condition="above",
-                                                    max_a=50))
+    configure(bench,
+              commands.set_current_threshold(5, enabled=True, condition="above", max_a=50),
+              commands.set_alarm_settings(report_cleared=report_cleared))
     t = bench.now + 1
     rx = bench.run(40 * MIN, m=m(current_a=per_channel(10.0, ch5=60.0)))
     frames = only_alarm_frames(rx)
@@ -134,6 +136,12 @@ def test_current_channel_5_above_repeats_at_t_plus_5_and_10_min_and_no_fourth():
     # the periodic reports go on meanwhile, and carry no alarm
     assert len(of_kind(rx, "periodic")) == 4
     assert all(r.up.alarms == () for r in of_kind(rx, "periodic"))
+    # back to normal long after the last repeat: the dismiss packet only if enabled
+    t_clear = bench.now + 1
+    rx = bench.run(10 * MIN, m=m())
+    cleared = items.CurrentAlarm(channel=5, alarm="above_threshold_cleared", current_a=10.0)
+    assert [(r.t, r.up.items) for r in only_alarm_frames(rx)] == \
+        ([(t_clear, (cleared,))] if report_cleared else [])
 
 
 def test_alarm_settings_count_2_interval_1_min():
@@ -161,6 +169,39 @@ def test_alarm_dismissed_before_the_next_repeat_is_not_repeated():
     assert [a for _, a in alarms(rx)] == [
         items.CurrentAlarm(channel=5, alarm="above_threshold", current_a=60.0)]
     assert alarms(rx)[0][0] == t
+
+
+def test_second_alarm_dismissed_while_the_first_repeats_is_not_repeated():
+    bench = Bench.joined()
+    settle(bench, m())
+    configure(bench,
+              commands.set_current_threshold(5, enabled=True, condition="above", max_a=50),
+              commands.set_current_threshold(6, enabled=True, condition="above", max_a=50))
+    ch5 = per_channel(10.0, ch5=60.0)
+    both = per_channel(10.0, ch5=60.0, ch6=70.0)
+    t5 = bench.now + 1
+    rx = bench.run(MIN, m=m(current_a=ch5))
+    t6 = bench.now + 1
+    rx += bench.run(MIN, m=m(current_a=both))  # ch6 raised while ch5's repeats are pending
+    rx += bench.run(20 * MIN, m=m(current_a=ch5))  # ch6 back before its first repeat
+    a5 = items.CurrentAlarm(channel=5, alarm="above_threshold", current_a=60.0)
+    a6 = items.CurrentAlarm(channel=6, alarm="above_threshold", current_a=70.0)
+    assert [(r.t, r.up.items) for r in only_alarm_frames(rx)] == [
+        (t5, (a5,)), (t6, (a6,)), (t5 + 5 * MIN, (a5,)), (t5 + 10 * MIN, (a5,))]
+
+
+def test_two_channels_raised_together_share_one_uplink():
+    bench = Bench.joined()
+    settle(bench, m())
+    configure(bench,
+              commands.set_current_threshold(5, enabled=True, condition="above", max_a=50),
+              commands.set_current_threshold(6, enabled=True, condition="above", max_a=50),
+              commands.set_alarm_settings(repeat_count=1))
+    t = bench.now + 1
+    rx = bench.run(20 * MIN, m=m(current_a=per_channel(10.0, ch5=60.0, ch6=70.0)))
+    assert [(r.t, r.up.items) for r in only_alarm_frames(rx)] == [(t, (
+        items.CurrentAlarm(channel=5, alarm="above_threshold", current_a=60.0),
+        items.CurrentAlarm(channel=6, alarm="above_threshold", current_a=70.0)))]
 
 
 def test_alarm_raised_again_repeats_from_the_new_raise_only():

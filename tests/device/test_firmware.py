@@ -23,9 +23,11 @@ def items_bytes(item) -> bytes:
 def test_identity_and_factory_defaults():
     dev = VirtualCTH01(Identity.numbered(0x1809))
     ident = dev.identity
-    assert ident.serial_number == "6527000018090000"
-    assert ident.dev_eui == "24e1240000180900" and ident.app_eui == "24e124c0002a0001"
-    assert dev.settings.get("bluetooth_name").name == "CTH01-0000180"  # model + SN digits 5-11
+    assert ident.serial_number == "6527000180900000"
+    assert ident.dev_eui == "24e1240001809000" and ident.app_eui == "24e124c0002a0001"
+    assert dev.settings.get("bluetooth_name").name == "CTH01-0001809"  # model + SN digits 5-11
+    names = {Identity.numbered(n).default_bluetooth_name for n in range(4096)}
+    assert len(names) == 4096
     assert dev.settings.password == "123456" and dev.settings.lorawan.app_port == 85
     s = dev.settings
     assert s.reporting_interval_s == 600
@@ -53,7 +55,7 @@ def test_join_then_basic_information_four_times_with_device_request_only_after_r
     for r in info:
         assert r.names() == ["tsl_version", "config_request", "serial_number", "version",
                              "oem_id", "device_status", "lorawan_version"]
-        assert r.up.get("serial_number").serial_number == "6527000000010000"
+        assert r.up.get("serial_number").serial_number == "6527000000100000"
         assert r.up.get("version").firmware_minor == 1
     assert dev.led == "normal"
     # a reboot is not a reset: the next burst has no device-request item

@@ -173,6 +173,7 @@ class VirtualCTH01:
         self.last_link_ok: int | None = None
         self.lost_at: int | None = None  # data-lost time point while the link is down
         self.retransmit_window: tuple[int, int] | None = None
+        self.retransmit_records: list[st.Record] = []
         self.retransmit_cursor = 0
         self.retrieval: dict[str, Any] | None = None
         self.month_start_energy = np.zeros_like(self.bank.energy_wh[row])
@@ -272,6 +273,8 @@ class VirtualCTH01:
             self._at(now + FIRST_REPORT_AFTER_JOIN_S, "report")
         if self.lost_at is not None:
             self._start_retransmission(now)
+        elif self.retransmit_window is not None:  # rebooted during a retransmission
+            self._at(now + self.settings.retransmission_interval_s, "retransmit")
         out += self._due(now)
         self._reschedule_bank()
         return out
@@ -279,7 +282,7 @@ class VirtualCTH01:
     def link_check_answer(self, now: int) -> list[Output]:
         """The network answered a LinkCheckReq."""
         if self._awaiting_link is not None:
-            self.last_link_ok = self._awaiting_link
+            self.last_link_ok = self._stamp(self._awaiting_link)  # device clock, like records
             self._awaiting_link = None
             self._cancel("link_retry")
         return []
@@ -379,8 +382,6 @@ class VirtualCTH01:
         self.bank.over_state[self.row] = False
         if self.retransmit_window is not None:
             self.retransmit_cursor = 0  # a reboot during retransmission resends the whole set
-            self.lost_at = self.lost_at if self.lost_at is not None else \
-                self.retransmit_window[0]
         self._schedule_monthly(now)
         self._at(now + JOIN_RETRY_S, "join_retry")
         self._reschedule_bank()
@@ -418,7 +419,8 @@ class VirtualCTH01:
         self.state = "joining"
         if self.settings.storage_enabled and self.settings.retransmission_enabled:
             # a new outage during a retransmission: only the newest outage is sent afterwards
-            self.lost_at = self.last_link_ok if self.last_link_ok is not None else self.joined_at
+            self.lost_at = self.last_link_ok if self.last_link_ok is not None else \
+                self._stamp(self.joined_at or t)
             self.retransmit_window = None
             self._cancel("retransmit")
         self._cancel("retrieve")
@@ -642,9 +644,12 @@ class VirtualCTH01:
     # -- retransmission and history queries ----------------------------------------------------
 
     def _start_retransmission(self, now: int) -> None:
+        """The records to resend are fixed when the device rejoins: the periodic records
+        stamped after the data-lost point up to now (a later clock change cannot move them)."""
         if self.lost_at is None:
             return
         self.retransmit_window = (self.lost_at, self._stamp(now))
+        self.retransmit_records = self.storage.after(st.PERIODIC, *self.retransmit_window)
         self.retransmit_cursor = 0
         self.lost_at = None
         self._at(now + self.settings.retransmission_interval_s, "retransmit")
@@ -652,11 +657,11 @@ class VirtualCTH01:
     def _on_retransmit(self, t: int, _: Any) -> list[Output]:
         if self.retransmit_window is None or self.state != "joined":
             return []
-        pending = self.storage.after(st.PERIODIC, *self.retransmit_window)
+        pending = self.retransmit_records
         payloads, used = self._batch(pending[self.retransmit_cursor:], "historical")
         self.retransmit_cursor += used
         if self.retransmit_cursor >= len(pending):
-            self.retransmit_window = None
+            self.retransmit_window, self.retransmit_records = None, []
         else:
             self._at(t + self.settings.retransmission_interval_s, "retransmit")
         return [self._frame(t + k, p, "retransmission") for k, p in enumerate(payloads)]
@@ -696,7 +701,8 @@ class VirtualCTH01:
         out: list[Output] = []
         while records:
             payloads, used = self._batch(records, mode)
-            out += [self._frame(t + len(out), p, kind) for p in payloads]
+            for p in payloads:
+                out.append(self._frame(t + len(out), p, kind))
             records = records[used:]
         return out
 

@@ -122,11 +122,12 @@ class Identity:
 
     @classmethod
     def numbered(cls, n: int) -> Identity:
-        """A plausible identity for the n-th virtual device (n >= 0): serial 6527xxxxxxxx0000
-        and DevEUI 24e124 + digits 5-14 of the serial (Milesight's OUI)."""
-        if not 0 <= n < 16 ** 8:
-            raise ValueError(f"device number must be 0..{16 ** 8 - 1}, got {n}")
-        sn = f"6527{n:08x}0000"
+        """A plausible identity for the n-th virtual device (0 <= n < 16**7): serial
+        6527nnnnnnn00000 (n in digits 5-11, so the default Bluetooth names differ) and DevEUI
+        24e124 + digits 5-14 of the serial (Milesight's OUI)."""
+        if not 0 <= n < 16 ** 7:
+            raise ValueError(f"device number must be 0..{16 ** 7 - 1}, got {n}")
+        sn = f"6527{n:07x}00000"
         return cls(serial_number=sn, dev_eui=f"24e124{sn[4:14]}")
 
     @property
