@@ -31,7 +31,7 @@ docs: $(VENV)/.synced
 	$(VENV)/bin/cth01 docs --write
 
 bench: $(VENV)/.synced
-	$(VENV)/bin/python bench/bench_codec.py
+	for b in bench/bench_*.py; do $(VENV)/bin/python $$b || exit 1; done
 
 clean:
 	rm -rf .tools $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -19,13 +19,13 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from bench_metering import machine  # noqa: E402
 from cth01.device.loads import PROFILES, LoadModel  # noqa: E402
 
 T0 = 1_718_186_400  # 2024-06-12 10:00 UTC, a Wednesday
@@ -58,18 +58,6 @@ def run(model: LoadModel, seconds: int, t0: int = T0) -> list[float]:
         model.second(t0 + k)
         times.append(time.perf_counter() - s)
     return times
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, numpy {np.__version__}")
 
 
 def main() -> None:
