@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from cth01.metering.config import CT_RANGES_A
+from cth01.metering.engine import REGISTERS, VOLTAGE_RANGE_V
+
 from .measurements import CHANNELS, Measurements
 
 NEVER = np.iinfo(np.int64).max
 GROUP_COUNT = 4
 REGISTER_ROWS = CHANNELS + GROUP_COUNT  # channels 1-12, then groups a-d (three-phase only)
-REGISTERS = ("imported_active", "exported_active", "imported_reactive", "exported_reactive",
-             "apparent")
-CT_RANGE_A = {"none": 0.0, "100A": 100.0, "300A": 300.0, "500A": 500.0, "1000A": 1000.0,
-              "4000A": 4000.0}
-VOLTAGE_RANGE_V = 500.0
+# ranges in amperes; a channel with no CT ("none") counts as 0 A: nothing connected
+CT_RANGE_A = {name: amps or 0.0 for name, amps in CT_RANGES_A.items()}
 
 # Threshold slots: which quantity and channel each column of the threshold arrays watches.
 THRESHOLD_SLOTS: tuple[tuple[str, int | None], ...] = (

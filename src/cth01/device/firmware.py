@@ -37,8 +37,15 @@ from typing import Any
 
 import numpy as np
 
-from cth01.protocol import DecodeError, GroupReading, Item, decode_downlink, encode_uplink, items
-from cth01.protocol.table import COMMANDS
+from cth01.protocol import (
+    DecodeError,
+    GroupReading,
+    Item,
+    decode_downlink,
+    encode_uplink,
+    item_class,
+    items,
+)
 
 from . import storage as st
 from .bank import (
@@ -56,11 +63,13 @@ from .settings import (
     _ALIASES,
     GROUPS,
     SETTING_COMMANDS,
+    TWO_BYTE_ECHO_IDS,
     Identity,
     SettingError,
     Settings,
     identifier,
     setting_items,
+    threshold_bounds,
 )
 
 INFO_PACKETS = 4  # the basic-information packet is reported four times after joining
@@ -86,14 +95,14 @@ _ALARM_OF = {"temperature": ("temperature_alarm", "temperature_c"),
              "voltage": ("voltage_alarm", "voltage_v"),
              "thdi": ("thdi_alarm", "thdi_pct"), "thdv": ("thdv_alarm", "thdv_pct"),
              "voltage_unbalance": ("voltage_unbalance_alarm", "unbalance_pct")}
+# the bank array an alarm reports and what its wire field can carry
+_ALARM_VALUE = {"temperature": ("temperature_c", -327, 327), "current": ("current_a", 0, 167772),
+                "voltage": ("voltage_v", 0, 655), "thdi": ("thdi_pct", 0, 655),
+                "thdv": ("thdv_pct", 0, 655), "voltage_unbalance": ("unbalance_pct", 0, 655)}
 _ALARM_CODES = {"below": ("below_threshold", "below_threshold_cleared"),
                 "above": ("above_threshold", "above_threshold_cleared"),
                 "within": ("within_threshold", "within_threshold_cleared"),
                 "outside": ("outside_threshold", "outside_threshold_cleared")}
-_QUERY_GROUPS = {"temperature": ("temperature_threshold",), "current": ("current_threshold",),
-                 "voltage": ("voltage_threshold",), "thdi": ("thdi_threshold",),
-                 "thdv": ("thdv_threshold",),
-                 "voltage_unbalance": ("voltage_unbalance_threshold",)}
 _HISTORY_TYPE = {"alarm": st.ALARM, "periodic": st.PERIODIC,
                  "monthly_energy": st.MONTHLY_ENERGY, "monthly_extremes": st.MONTHLY_EXTREMES}
 _ENERGY = ("imported_active_energy", "exported_active_energy", "imported_reactive_energy",
@@ -103,8 +112,6 @@ _POWER = (("active_power", "active_power_w"), ("reactive_power", "reactive_power
 _ENERGY_FIELD = {"imported_active_energy": "energy_wh", "exported_active_energy": "energy_wh",
                  "imported_reactive_energy": "energy_varh",
                  "exported_reactive_energy": "energy_varh", "apparent_energy": "energy_vah"}
-_DOWNLINK_IDS = {c.id for c in COMMANDS if c.is_downlink}
-_ECHO_WITH_SUB = {0xC5, 0xCF, 0x77, 0x78, 0x79, 0x7A}
 
 
 # --- outputs -----------------------------------------------------------------------------------
@@ -458,13 +465,12 @@ class VirtualCTH01:
 
     def _on_report(self, t: int, _: Any) -> list[Output]:
         self._at(t + self.settings.reporting_interval_s, "report")
-        parts = self.report_items()
+        encoded = _parts(self.report_items())  # laid out once: stored and sent as is
         out: list[Output] = []
-        if parts and self.settings.storage_enabled:
-            self.storage.add(self._stamp(t), st.PERIODIC, _parts(parts))
+        if encoded and self.settings.storage_enabled:
+            self.storage.add(self._stamp(t), st.PERIODIC, encoded)
         if self.state == "joined":
-            if parts:
-                out += self._send(t, parts, "periodic")
+            out += self._send_encoded(t, encoded, "periodic")
             if self.settings.lorawan.rejoin_mode and self._awaiting_link is None:
                 self._awaiting_link = t
                 self._awaiting_call = self._calls
@@ -500,8 +506,8 @@ class VirtualCTH01:
                 values = getattr(b, field)[r]
                 totals = getattr(b, f"group_{field}")[r]
                 for half in ("ab", "cd"):
-                    cls = getattr(items, f"{_camel(name)}{half.capitalize()}")
-                    out.append(cls(**{field: _groups(half, circuits, values, totals, _s32)}))
+                    out.append(item_class(f"{name}_{half}")(
+                        **{field: _groups(half, circuits, values, totals, _s32)}))
         energy = b.energy_wh[r]
         for k, name in enumerate(_ENERGY):
             if name in enabled:
@@ -561,24 +567,22 @@ class VirtualCTH01:
     def _alarm_item(self, quantity: str, channel: int | None, code: str) -> Item:
         b, r = self.bank, self.row
         name, field = _ALARM_OF[quantity]
-        value = {"temperature": lambda: _r2(b.temperature_c[r], -327, 327),
-                 "current": lambda: _r2(b.current_a[r, channel - 1], 0, 167772),
-                 "voltage": lambda: _r2(b.voltage_v[r, channel - 1], 0, 655),
-                 "thdi": lambda: _r2(b.thdi_pct[r, channel - 1], 0, 655),
-                 "thdv": lambda: _r2(b.thdv_pct[r, channel - 1], 0, 655),
-                 "voltage_unbalance": lambda: _r2(b.unbalance_pct[r], 0, 655)}[quantity]()
-        kw: dict[str, Any] = {"alarm": code, field: value}
-        if channel is not None:
+        source, low, high = _ALARM_VALUE[quantity]
+        values = getattr(b, source)[r]
+        kw: dict[str, Any] = {"alarm": code}
+        if channel is None:
+            kw[field] = _r2(values, low, high)
+        else:
             kw["channel"] = channel
-        return getattr(items, _camel(name))(**kw)
+            kw[field] = _r2(values[channel - 1], low, high)
+        return item_class(name)(**kw)
 
     def _emit_alarms(self, t: int, alarm_items: list[Item]) -> list[Output]:
-        if not alarm_items:
-            return []
+        encoded = _parts(alarm_items)
         if self.settings.storage_enabled:
-            for item in alarm_items:
-                self.storage.add(self._stamp(t), st.ALARM, (encode_uplink([item]),))
-        return self._send(t, alarm_items, "alarm") if self.state == "joined" else []
+            for raw in encoded:  # one record per alarm
+                self.storage.add(self._stamp(t), st.ALARM, (raw,))
+        return self._send_encoded(t, encoded, "alarm")
 
     def _threshold_setting(self, quantity: str, channel: int | None) -> Item:
         return self.settings.get(_THRESHOLD_ITEMS[quantity], channel)
@@ -636,9 +640,8 @@ class VirtualCTH01:
             lambda x: round(min(max(x, 0), 100)))))
         for name, field in _POWER:
             for half in ("ab", "cd"):
-                cls = getattr(items, f"{_camel(name)}{half.capitalize()}")
-                out.append(cls(**{field: _groups(half, circuits, col(field),
-                                                 col(f"group_{field}"), _s32)}))
+                out.append(item_class(f"{name}_{half}")(
+                    **{field: _groups(half, circuits, col(field), col(f"group_{field}"), _s32)}))
         return out
 
     # -- retransmission and history queries ----------------------------------------------------
@@ -736,9 +739,8 @@ class VirtualCTH01:
         return [self.settings.items[k] for k in ("c500", "c501", "c502", "c503")]
 
     def _cmd_threshold_query(self, now: int, item: Item, after: list) -> list[Item]:
-        names = _QUERY_GROUPS[item.threshold]
-        return setting_items(i for i in self.settings.items.values()
-                             if i.command_name in names)
+        name = _THRESHOLD_ITEMS[item.threshold]
+        return setting_items(i for i in self.settings.items.values() if i.command_name == name)
 
     def _cmd_enquire_periodic_report(self, now: int, item: Item, after: list) -> list[Item]:
         after.append(("report_now", None))
@@ -906,10 +908,10 @@ class VirtualCTH01:
         for quantity, channel in THRESHOLD_SLOTS:
             item = self._threshold_setting(quantity, channel)
             c = CONDITION_CODES[item.condition] if item.enabled else 0
-            fields = item.__struct_fields__
+            low, high = threshold_bounds(item)
             cond.append(c)
-            lo.append(float(getattr(item, next(f for f in fields if f.startswith("min_")))))
-            hi.append(float(getattr(item, next(f for f in fields if f.startswith("max_")))))
+            lo.append(float(low))
+            hi.append(float(high))
         old = (self.bank.thr_cond[self.row].tolist(), self.bank.thr_lo[self.row].tolist(),
                self.bank.thr_hi[self.row].tolist())
         if old != (cond, lo, hi):
@@ -924,14 +926,16 @@ class VirtualCTH01:
 
     def _send(self, t: int, parts: Iterable[Item], kind: str) -> list[Output]:
         """Split items at command boundaries into payloads the data rate allows."""
-        parts = list(parts)
-        if not parts or self.state != "joined":
+        return self._send_encoded(t, _parts(list(parts)), kind)
+
+    def _send_encoded(self, t: int, encoded: tuple[bytes, ...], kind: str) -> list[Output]:
+        """`_send` for items already laid out one by one."""
+        if not encoded or self.state != "joined":
             return []
         limit = self.settings.lorawan.max_payload
         out: list[Output] = []
         current = b""
-        for item in parts:
-            raw = encode_uplink([item])
+        for raw in encoded:
             if current and len(current) + len(raw) > limit:
                 out.append(self._frame(t, current, kind))
                 current = b""
@@ -941,10 +945,6 @@ class VirtualCTH01:
 
 
 # --- module helpers --------------------------------------------------------------------------
-
-def _camel(name: str) -> str:
-    return "".join(p.capitalize() for p in name.split("_"))
-
 
 def _s32(x: float) -> int:
     return round(min(max(float(x), -2 ** 31 + 2), 2 ** 31 - 1))
@@ -972,9 +972,8 @@ def _energy_items(name: str, circuits: Sequence[str], registers: np.ndarray) -> 
     field = _ENERGY_FIELD[name]
     out = []
     for half in ("ab", "cd"):
-        cls = getattr(items, f"{_camel(name)}{half.capitalize()}")
-        out.append(cls(**{field: _groups(half, circuits, registers[:12], registers[12:],
-                                         _u32)}))
+        out.append(item_class(f"{name}_{half}")(
+            **{field: _groups(half, circuits, registers[:12], registers[12:], _u32)}))
     return out
 
 
@@ -1014,5 +1013,5 @@ def _echo_of_error(payload: bytes, e: DecodeError) -> str:
         return payload[:1].hex() or "00"
     start = next((k for k in range(min(at, len(payload) - 1), -1, -1)
                   if payload[k] == e.command), 0)
-    n = 2 if e.command in _ECHO_WITH_SUB and start + 1 < len(payload) else 1
+    n = 2 if e.command in TWO_BYTE_ECHO_IDS and start + 1 < len(payload) else 1
     return payload[start:start + n].hex()

@@ -62,6 +62,8 @@ _ID_WITH_SUB = (0xC5, 0xCF)  # commands whose echo includes the sub-id (61's uni
 _COMMANDS = {c.name: c for c in COMMANDS
              if Dialect.FIRMWARE in c.dialects and c.is_downlink}
 _ALL_COMMANDS = {**{c.name: c for c in COMMANDS if c.is_downlink}, **_COMMANDS}
+#: Command ids whose ef echo is two bytes (id + sub-id or channel).
+TWO_BYTE_ECHO_IDS = frozenset((*_ID_WITH_SUB, *(_COMMANDS[n].id for n in _PER_CHANNEL)))
 
 
 class SettingError(ValueError):
@@ -266,7 +268,7 @@ class Settings:
         name = _name(item)
         if name.endswith("_threshold") and getattr(item, "condition", None) in ("within",
                                                                                "outside"):
-            lo, hi = _bounds(item)
+            lo, hi = threshold_bounds(item)
             if lo > hi:
                 raise SettingError(f"minimum {lo} above maximum {hi}", setting=name)
         # guide ch. 4: "alarm reporting interval must be shorter than the reporting interval"
@@ -335,7 +337,8 @@ def _instances(name: str) -> Iterator[dict[str, Any]]:
             yield {"channel": ch}
 
 
-def _bounds(item: Item) -> tuple[float, float]:
+def threshold_bounds(item: Item) -> tuple[float, float]:
+    """(min, max) of a threshold item, whatever the unit suffix of its fields."""
     lo = next(getattr(item, f) for f in item.__struct_fields__ if f.startswith("min_"))
     hi = next(getattr(item, f) for f in item.__struct_fields__ if f.startswith("max_"))
     return lo, hi
