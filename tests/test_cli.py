@@ -293,7 +293,7 @@ def test_docs(tmp_path):
 
 
 def test_demo():
-    result = run("demo")
+    result = run("examples")
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "odd number of hex digits (115)" in out

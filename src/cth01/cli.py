@@ -456,8 +456,8 @@ def generate_capture_cmd(
                f"{capture.sample_rate_hz:g} Hz")
 
 
-@app.command("demo")
-def demo_cmd() -> None:
+@app.command("examples")
+def examples_cmd() -> None:
     """Decode and explain the user guide's example frames, then encode a few commands."""
     from rich.console import Console
 
@@ -674,5 +674,12 @@ from .cli_simulate import simulate  # noqa: E402
 from .cli_toolbox import toolbox_app  # noqa: E402
 
 app.command("simulate")(simulate)
+
+# --- the hub (cth01.hub) ------------------------------------------------------------------------
+from .cli_hub import demo, serve, token  # noqa: E402
+
+app.command("serve")(serve)
+app.command("demo")(demo)
+app.command("token")(token)
 app.add_typer(toolbox_app, name="toolbox",
               help="The ToolBox app's local interface to a virtual CTH01 kept in a state file.")

@@ -21,6 +21,8 @@ from typing import Any
 import msgspec
 
 from cth01.protocol import COMMANDS, Item, encode_uplink, item_class
+from cth01.protocol.commands import ECHO_WITH_SUB_ID
+from cth01.protocol.commands import echo_identifier as identifier
 from cth01.protocol.errors import EncodeError
 from cth01.protocol.schema import Dialect, Echo, Flags, Nibbles, Num, Text
 
@@ -57,13 +59,12 @@ SETTING_COMMANDS: tuple[str, ...] = (
 )
 # Item names that replace one another under the same identifier (61 in minutes or seconds).
 _ALIASES = {"reporting_interval_seconds": "reporting_interval"}
-_ID_WITH_SUB = (0xC5, 0xCF)  # commands whose echo includes the sub-id (61's unit byte is not)
 
 _COMMANDS = {c.name: c for c in COMMANDS
              if Dialect.FIRMWARE in c.dialects and c.is_downlink}
 _ALL_COMMANDS = {**{c.name: c for c in COMMANDS if c.is_downlink}, **_COMMANDS}
 #: Command ids whose ef echo is two bytes (id + sub-id or channel).
-TWO_BYTE_ECHO_IDS = frozenset((*_ID_WITH_SUB, *(_COMMANDS[n].id for n in _PER_CHANNEL)))
+TWO_BYTE_ECHO_IDS = frozenset((*ECHO_WITH_SUB_ID, *(_COMMANDS[n].id for n in _PER_CHANNEL)))
 
 
 class SettingError(ValueError):
@@ -75,17 +76,6 @@ class SettingError(ValueError):
         self.reason = reason
         self.setting = setting
         super().__init__(f"{setting}: {reason}" if setting else reason)
-
-
-def identifier(item: Item) -> str:
-    """The hex identifier the device echoes for a command: its id, plus the sub-id of c5/cf
-    or the channel byte of the per-channel thresholds 77-7a ("61", "c502", "7704")."""
-    cmd = _ALL_COMMANDS[item.command_name]
-    if cmd.sub is not None and cmd.id in _ID_WITH_SUB:
-        return f"{cmd.id:02x}{cmd.sub:02x}"
-    if cmd.name in _PER_CHANNEL:
-        return f"{cmd.id:02x}{item.channel - 1:02x}"
-    return f"{cmd.id:02x}"
 
 
 def default_item(command: str, /, **values: Any) -> Item:

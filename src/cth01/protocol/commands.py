@@ -19,6 +19,8 @@ from typing import Literal
 
 from .codec import encode_downlink
 from .model import Item, item_class
+from .schema import Dialect
+from .table import COMMANDS
 
 
 class Downlink:
@@ -319,3 +321,27 @@ def check_sequence_number(sequence_number: int) -> Downlink:
 
 def check_order(order: int) -> Downlink:
     return _one("order_check", order=order)
+
+
+# --- what the device echoes ----------------------------------------------------------------------
+
+#: Commands whose ef echo (and configuration identifier) includes the sub-id byte.
+ECHO_WITH_SUB_ID = (0xC5, 0xCF)
+#: Per-channel thresholds: the echo includes the channel byte (0-based), e.g. "7704" = ch 5.
+ECHO_WITH_CHANNEL = frozenset(("current_threshold", "voltage_threshold", "thdi_threshold",
+                               "thdv_threshold"))
+_DOWNLINK_COMMANDS = {c.name: c for c in COMMANDS if c.is_downlink}
+_DOWNLINK_COMMANDS.update({c.name: c for c in COMMANDS
+                           if c.is_downlink and Dialect.FIRMWARE in c.dialects})
+
+
+def echo_identifier(item: Item) -> str:
+    """The hex identifier the device echoes in its ef reply to this command, which is also the
+    key of the setting it writes: the command id, plus the sub-id of c5 / cf or the channel byte
+    of the per-channel thresholds 77-7a ("61", "c502", "7704")."""
+    cmd = _DOWNLINK_COMMANDS[item.command_name]
+    if cmd.sub is not None and cmd.id in ECHO_WITH_SUB_ID:
+        return f"{cmd.id:02x}{cmd.sub:02x}"
+    if cmd.name in ECHO_WITH_CHANNEL:
+        return f"{cmd.id:02x}{item.channel - 1:02x}"  # type: ignore[attr-defined]
+    return f"{cmd.id:02x}"

@@ -71,14 +71,16 @@ class RunStats:
 def run(fleet: Fleet, sink: Sink, *, start: int, duration_s: int, speed: float | None = None,
         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
         progress: Callable[[RunStats], None] | None = None, progress_every_s: float = 0.25,
-        log: Callable[[str], None] | None = None) -> RunStats:
+        log: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] | None = None) -> RunStats:
     """Run `fleet` from `start` (Unix s) for `duration_s` simulated seconds into `sink`.
 
     A fleet that has not started is powered on at `start`; the run then ticks `start + 1` ...
     `start + duration_s`, so consecutive runs (`start` = previous start + duration) continue
     one timeline. `speed` is simulated seconds per wall second (None: as fast as possible).
     `progress(stats)` is called at most every `progress_every_s` wall seconds and at the end.
-    Ctrl-C (KeyboardInterrupt) ends the run early: the stats come back with `interrupted`.
+    Ctrl-C (KeyboardInterrupt), or `should_stop()` turning true (checked every simulated
+    second), ends the run early: the stats come back with `interrupted`.
     The sink is not closed.
     """
     if duration_s < 0:
@@ -108,6 +110,8 @@ def run(fleet: Fleet, sink: Sink, *, start: int, duration_s: int, speed: float |
             hand_over(fleet.start(start), start)
         for i in range(1, duration_s + 1):
             t = start + i
+            if should_stop is not None and should_stop():
+                raise KeyboardInterrupt
             if speed is not None:
                 delay = w0 + i / speed - clock()
                 if delay > 0:

@@ -1,0 +1,145 @@
+"""Typed downlinks and how the hub knows they worked.
+
+Owns: the catalogue of commands a user may send (every public builder of
+`cth01.protocol.commands`, by name, with its parameters), building a downlink from a name and
+JSON parameters (refused with the encoder's reason before anything is queued), what answer
+each command waits for (`expects`), and matching the device's answers to those expectations.
+
+Expectation tokens (stored with the downlink, one per command in it):
+  ef:<id>      an ef reply echoing <id> ("61", "c502", "7704"); success confirms the setting
+  cfg:<id>     a configuration item <id> reported back (configuration queries); a prefix
+               ending in * matches any id that starts with it ("cfg:c5*", "cfg:*")
+  report       a periodic report (b9 enquiry)
+  history      an ed record, or an ef reply echoing 5b/5c (nothing found)
+A downlink whose commands expect nothing (rejoin, factory reset, sync time) stays `sent`.
+
+Must never: send anything (the service does) or touch storage.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from cth01.protocol import EncodeError, Item
+from cth01.protocol import commands as _commands
+from cth01.protocol.commands import Downlink, echo_identifier
+
+_QUERY_EXPECTS = {
+    "config_query": lambda item: f"cfg:{item.identifier}",
+    "query_all_config": lambda item: "cfg:*",
+    "query_storage_settings": lambda item: "cfg:c5*",
+    "threshold_query": lambda item: "cfg:7*",
+    "enquire_periodic_report": lambda item: "report",
+    "history_query_point": lambda item: "history",
+    "history_query_range": lambda item: "history",
+}
+_NO_REPLY = {"factory_reset", "rejoin", "sync_time", "device_status", "sequence_number_check",
+             "order_check"}
+
+
+class CommandError(ValueError):
+    """A downlink the hub refuses to queue: unknown command, bad parameters, out of range."""
+
+    def __init__(self, command: str, reason: str) -> None:
+        super().__init__(f"{command}: {reason}")
+        self.command = command
+        self.reason = reason
+
+
+def catalogue() -> dict[str, Callable[..., Downlink]]:
+    """Every typed command builder, by name (set_reporting_interval, query_config ...)."""
+    out = {}
+    for name, fn in vars(_commands).items():
+        if name.startswith("_") or not inspect.isfunction(fn) or name in ("payload",
+                                                                           "echo_identifier"):
+            continue
+        if fn.__module__ == _commands.__name__ and \
+                inspect.signature(fn).return_annotation in ("Downlink", Downlink):
+            out[name] = fn
+    return out
+
+
+COMMANDS = catalogue()
+
+
+def describe() -> list[dict[str, Any]]:
+    """The catalogue as JSON: name, summary and parameters (name, type, default)."""
+    out = []
+    for name, fn in sorted(COMMANDS.items()):
+        params = []
+        for p in inspect.signature(fn).parameters.values():
+            params.append({"name": p.name, "type": str(p.annotation),
+                           "required": p.default is inspect.Parameter.empty,
+                           **({} if p.default is inspect.Parameter.empty
+                              else {"default": p.default})})
+        doc = (inspect.getdoc(fn) or "").split("\n\n")[0]
+        out.append({"command": name, "summary": doc, "parameters": params})
+    return out
+
+
+def build(command: str, params: dict[str, Any] | None = None) -> Downlink:
+    """The downlink for `command` with JSON `params`, or CommandError with the reason."""
+    fn = COMMANDS.get(command)
+    if fn is None:
+        raise CommandError(command, "unknown command; GET /api/commands lists them")
+    params = dict(params or {})
+    sig = inspect.signature(fn)
+    args = []
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:  # set_report_parameters(*parameters)
+            value = params.pop(p.name, [])
+            if not isinstance(value, list):
+                raise CommandError(command, f"{p.name} must be a list")
+            args = value
+    try:
+        sig.bind(*args, **params)
+    except TypeError as exc:
+        raise CommandError(command, str(exc)) from None
+    try:
+        return fn(*args, **params)
+    except (EncodeError, ValueError, TypeError, KeyError) as exc:
+        raise CommandError(command, str(exc)) from None
+
+
+def expects(downlink: Downlink) -> list[str]:
+    """One expectation token per command of the downlink (see the module note)."""
+    out = []
+    for item in downlink.items:
+        name = item.command_name
+        if name in _QUERY_EXPECTS:
+            out.append(_QUERY_EXPECTS[name](item))
+        elif name not in _NO_REPLY:
+            out.append(f"ef:{echo_identifier(item)}")
+    return out
+
+
+def settings_written(downlink: Downlink) -> dict[str, dict[str, Any]]:
+    """setting id -> item JSON for every configuration item the downlink writes (the desired
+    side of the configuration shadow)."""
+    return {echo_identifier(i): msgspec.to_builtins(i) for i in downlink.items
+            if i.kind in ("config", "threshold")}
+
+
+def matches(token: str, *, reply: str | None = None, setting: str | None = None,
+            report: bool = False, history: bool = False) -> bool:
+    """Whether an answer satisfies one expectation: an ef reply echoing `reply`, a reported
+    configuration item `setting`, a periodic report, or a history record."""
+    if token.startswith("ef:"):
+        return reply == token[3:]
+    if token.startswith("cfg:"):
+        want = token[4:]
+        return setting is not None and (setting.startswith(want[:-1]) if want.endswith("*")
+                                        else setting == want)
+    if token == "report":
+        return report
+    if token == "history":
+        return history or reply in ("5b", "5c")
+    return False
+
+
+def item_json(item: Item) -> dict[str, Any]:
+    return msgspec.to_builtins(item)

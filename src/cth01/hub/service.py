@@ -1,0 +1,382 @@
+"""The running hub: sources in, one ingest worker, downlinks, backfill, notifications.
+
+Owns: the ingest worker thread (takes envelopes from every source, drops duplicates, runs the
+pipeline, writes one transaction per batch, and only then acknowledges: MQTT PUBACK, HTTP 200),
+the downlink loop (send queued downlinks through the device's own network, resend on timeout,
+bounded), the backfill loop (gaps -> history range queries), alarm notifications, metrics, and
+the life cycle (`start` / `stop`).
+
+Nothing is acknowledged before it is committed. A transient database failure (server away,
+database locked) keeps the batch and retries it with backoff, acknowledging nothing meanwhile;
+the sources keep their messages (MQTT: the broker redelivers unacknowledged QoS 1 messages).
+
+Time: the hub reads time only through `clock` (the in-process fleet injects its simulated time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from . import backfill
+from . import downlinks as dl
+from .config import HubConfig
+from .envelope import Envelope, MessageError, NetworkEvent
+from .pipeline import Batch, DeadLetter, Pipeline
+from .store import Store, StoreError, WriteResult
+
+log = structlog.get_logger("cth01.hub")
+
+
+class Source(Protocol):
+    """A transport adapter: feeds `hub.submit*`; sends downlinks for the devices it carries."""
+
+    names: tuple[str, ...]  # the `source` of the envelopes it submits
+
+    def start(self, hub: Hub) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def send_downlink(self, dev_eui: str, payload: bytes, f_port: int,
+                      network: dict[str, str], reference: str) -> None: ...
+
+
+@dataclass(slots=True)
+class _Work:
+    envelope: Envelope | None = None
+    dead: DeadLetter | None = None
+    event: NetworkEvent | None = None
+    done: Callable[[], None] | None = None
+    submitted_at: float = 0.0
+
+
+class Metrics:
+    """Prometheus metrics of one hub (own registry, so several hubs can live in one process)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.received = Counter("cth01_uplinks_received_total", "Uplinks received", ["source"],
+                                registry=r)
+        self.stored = Counter("cth01_uplinks_stored_total", "Uplinks stored", registry=r)
+        self.duplicates = Counter("cth01_uplinks_duplicate_total",
+                                  "Uplinks dropped as already stored", registry=r)
+        self.dead = Counter("cth01_dead_letters_total", "Messages sent to dead letters",
+                            ["source"], registry=r)
+        self.events = Counter("cth01_network_events_total", "Network events", ["kind"],
+                              registry=r)
+        self.batches = Counter("cth01_ingest_batches_total", "Ingest transactions", registry=r)
+        self.store_errors = Counter("cth01_store_errors_total", "Failed ingest transactions",
+                                    ["transient"], registry=r)
+        self.latency = Histogram("cth01_ingest_latency_seconds",
+                                 "From submit to committed", registry=r,
+                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5,
+                                          5, 10))
+        self.queue = Gauge("cth01_ingest_queue", "Messages waiting for the ingest worker",
+                           registry=r)
+        self.downlinks = Counter("cth01_downlinks_total", "Downlink state changes", ["status"],
+                                 registry=r)
+        self.alarms = Counter("cth01_alarm_changes_total", "Alarm changes", ["change"],
+                              registry=r)
+        self.backfill_queries = Counter("cth01_backfill_queries_total",
+                                        "History range queries sent", registry=r)
+
+
+class Hub:
+    """One hub: a store, sources, and the loops that connect them."""
+
+    def __init__(self, config: HubConfig, store: Store, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.pipeline = Pipeline()
+        self.metrics = Metrics()
+        self.sources: dict[str, Source] = {}
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._last_history: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.started_at = time.time()
+        self.stored_total = 0
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def add_source(self, source: Source) -> None:
+        for name in source.names:
+            self.sources[name] = source
+
+    def _unique_sources(self) -> list[Source]:
+        return list({id(s): s for s in self.sources.values()}.values())
+
+    def start(self) -> None:
+        """Start the ingest worker and every source (not the async loops: `run_loops`)."""
+        self._worker = threading.Thread(target=self._work, name="cth01-ingest", daemon=True)
+        self._worker.start()
+        for source in self._unique_sources():
+            source.start(self)
+
+    async def run_loops(self) -> None:
+        """The downlink and backfill loops, until cancelled."""
+        loops = [self._downlink_loop()]
+        if self.config.backfill:
+            loops.append(self._backfill_loop())
+        await asyncio.gather(*loops)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the sources, then let the worker store what it holds, then stop it."""
+        for source in self._unique_sources():
+            try:
+                source.stop()
+            except Exception as exc:  # a source that fails to stop must not stop the others
+                log.warning("source_stop_failed", source=source.names, error=str(exc))
+        self._stopping.set()
+        self._queue.put(None)
+        if self._worker is not None:
+            self._worker.join(timeout_s)
+
+    # -- submitting (any thread) --------------------------------------------------------------
+
+    def submit(self, envelope: Envelope, done: Callable[[], None] | None = None) -> None:
+        """Queue an uplink; `done()` is called once it is durably stored (or was already)."""
+        self.metrics.received.labels(envelope.source).inc()
+        self._queue.put(_Work(envelope=envelope, done=done, submitted_at=time.monotonic()))
+
+    def submit_dead(self, letter: DeadLetter, done: Callable[[], None] | None = None) -> None:
+        self.metrics.dead.labels(letter.source).inc()
+        self._queue.put(_Work(dead=letter, done=done, submitted_at=time.monotonic()))
+
+    def submit_event(self, event: NetworkEvent, done: Callable[[], None] | None = None) -> None:
+        self.metrics.events.labels(event.kind).inc()
+        self._queue.put(_Work(event=event, done=done, submitted_at=time.monotonic()))
+
+    def reject(self, error: MessageError, body: bytes, done: Callable[[], None] | None = None
+               ) -> None:
+        """A network message that did not parse: to dead letters, with the reason."""
+        log.warning("message_rejected", source=error.source, topic=error.topic,
+                    reason=error.reason)
+        self.submit_dead(DeadLetter(self.clock(), error.source, error.reason, body,
+                                    topic=error.topic, dev_eui=error.dev_eui), done)
+
+    async def ingest_http(self, message: Envelope | NetworkEvent | MessageError,
+                          body: bytes) -> None:
+        """For webhooks: queue and wait until it is stored (the HTTP answer is the ack)."""
+        fut: Future[None] = Future()
+        loop = asyncio.get_running_loop()
+        done = lambda: fut.set_result(None)  # noqa: E731
+        if isinstance(message, MessageError):
+            self.reject(message, body, done)
+        elif isinstance(message, Envelope):
+            self.submit(message, done)
+        else:
+            self.submit_event(message, done)
+        await asyncio.wait_for(asyncio.wrap_future(fut, loop=loop), 30)
+
+    # -- the ingest worker --------------------------------------------------------------------
+
+    def _take(self) -> list[_Work] | None:
+        first = self._queue.get()
+        if first is None:
+            return None
+        items = [first]
+        while len(items) < self.config.batch_max:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                self._queue.put(None)
+                break
+            items.append(nxt)
+        return items
+
+    def _work(self) -> None:
+        while True:
+            items = self._take()
+            if items is None:
+                return
+            self.metrics.queue.set(self._queue.qsize())
+            delay, prepared = 0.2, None
+            while True:
+                try:
+                    if prepared is None:
+                        prepared = self._prepare(items)
+                    result = self.store.write(prepared, now=self.clock())
+                    break
+                except StoreError as exc:
+                    self.metrics.store_errors.labels(str(exc.transient).lower()).inc()
+                    log.error("store_failed", operation=exc.operation, error=str(exc),
+                              transient=exc.transient, retry_in_s=delay)
+                except Exception as exc:  # a bug must not kill ingest: log, keep the data
+                    log.exception("ingest_failed", error=repr(exc))
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            self._after(items, result)
+
+    def _prepare(self, items: list[_Work]) -> Batch:
+        """Drop stored duplicates and run the pipeline: the batch to commit."""
+        envelopes = [w.envelope for w in items if w.envelope is not None]
+        new, duplicates = self.store.new_envelopes(envelopes) if envelopes else ([], 0)
+        self.metrics.duplicates.inc(duplicates)
+        for env in new:
+            if not self.pipeline.known(env.dev_eui):
+                self.pipeline.prime(env.dev_eui, self.store.energy_state(env.dev_eui))
+        batch = self.pipeline.process(new)
+        batch.dead_letters += [w.dead for w in items if w.dead is not None]
+        for w in items:
+            if w.event is not None and w.event.kind == "join":
+                batch.joins[w.event.dev_eui] = w.event.time
+        return batch
+
+    def _after(self, items: list[_Work], result: WriteResult) -> None:
+        """After the commit: acknowledge, account, notify."""
+        now = time.monotonic()
+        for w in items:
+            if w.done is not None:
+                try:
+                    w.done()
+                except Exception as exc:
+                    log.warning("ack_failed", error=repr(exc))
+            self.metrics.latency.observe(now - w.submitted_at)
+        self.metrics.batches.inc()
+        self.metrics.stored.inc(result.stored)
+        self.stored_total += result.stored
+        t = self.clock()
+        for eui in result.history_devices:
+            self._last_history[eui] = t
+        for w in items:
+            if w.event is not None:
+                self._network_event(w.event)
+        self._notify(result)
+
+    def _network_event(self, event: NetworkEvent) -> None:
+        if event.kind in ("ack", "downlink_failed") and not event.ok and event.reference:
+            try:
+                rows = self.store.query("SELECT id FROM downlink WHERE reference = ? AND "
+                                        "status IN ('queued', 'sent')", (event.reference,))
+                for (dl_id,) in rows:
+                    self.store.mark_failed(int(dl_id), event.time, event.detail or event.kind)
+                    self.metrics.downlinks.labels("failed").inc()
+            except StoreError as exc:
+                log.error("network_event_failed", kind=event.kind, error=str(exc))
+        log.info("network_event", kind=event.kind, dev_eui=event.dev_eui, ok=event.ok,
+                 detail=event.detail)
+
+    # -- notifications ------------------------------------------------------------------------
+
+    def _notify(self, result: WriteResult) -> None:
+        for change in result.alarm_changes:
+            self.metrics.alarms.labels(change["change"]).inc()
+            self._emit("alarm", change)
+        for change in result.downlink_changes:
+            self.metrics.downlinks.labels(change["status"]).inc()
+            self._emit("downlink", change)
+        if result.live_devices:
+            self._emit("readings", {"devices": sorted(result.live_devices)})
+
+    def _emit(self, kind: str, data: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(kind, data)
+            except Exception as exc:
+                log.warning("listener_failed", kind=kind, error=repr(exc))
+
+    # -- downlinks ----------------------------------------------------------------------------
+
+    def queue_downlink(self, dev_eui: str, command: str, params: dict[str, Any] | None,
+                       user: str) -> dict[str, Any]:
+        """Build (typed; CommandError if refused) and queue a downlink for a known device."""
+        dev_eui = dev_eui.lower()
+        if self.store.device_id(dev_eui) is None:
+            raise KeyError(dev_eui)
+        downlink = dl.build(command, params)
+        row = self.store.create_downlink(dev_eui, command, params or {}, downlink,
+                                         created_by=user,
+                                         max_attempts=self.config.downlink_max_attempts,
+                                         now=self.clock())
+        self.metrics.downlinks.labels("queued").inc()
+        log.info("downlink_queued", dev_eui=dev_eui, command=command, id=row["id"], user=user)
+        return row
+
+    def send_due_downlinks(self) -> int:
+        """Send queued downlinks and resend overdue ones; mark exhausted ones timed out."""
+        now = self.clock()
+        to_send, timed_out = self.store.due_downlinks(now, self.config.downlink_timeout_s)
+        for row in timed_out:
+            self.metrics.downlinks.labels("timed_out").inc()
+            self._emit("downlink", {**row, "status": "timed_out"})
+        sent = 0
+        for row in to_send:
+            device = self.store.device(row["dev_eui"]) or {}
+            source = self.sources.get(device.get("source") or "")
+            if source is None:
+                self.store.mark_failed(row["id"], now, f"no downlink path: the device's "
+                                       f"uplinks come from {device.get('source')!r}")
+                self.metrics.downlinks.labels("failed").inc()
+                continue
+            reference = str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                       f"cth01:{row['id']}:{row['attempts'] + 1}"))
+            try:
+                source.send_downlink(row["dev_eui"], bytes.fromhex(row["payload_hex"]),
+                                     row["f_port"], device.get("network") or {}, reference)
+            except Exception as exc:  # broker away: stays queued, retried next round
+                log.warning("downlink_send_failed", id=row["id"], error=str(exc))
+                continue
+            self.store.mark_sent(row["id"], now, reference)
+            self.metrics.downlinks.labels("sent").inc()
+            sent += 1
+        return sent
+
+    async def _downlink_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.send_due_downlinks)
+            except StoreError as exc:
+                log.error("downlink_loop_failed", error=str(exc))
+            await asyncio.sleep(1.0)
+
+    # -- backfill -----------------------------------------------------------------------------
+
+    def backfill_once(self) -> int:
+        """One scan: find gaps, request the oldest open one per device (one query at a time
+        per device, never while it is still replaying records). Returns queries queued."""
+        now = self.clock()
+        return backfill.scan(self, now)
+
+    async def _backfill_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.backfill_every_s)
+            try:
+                n = await asyncio.to_thread(self.backfill_once)
+                self.metrics.backfill_queries.inc(n)
+            except StoreError as exc:
+                log.error("backfill_failed", error=str(exc))
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def metrics_text(self) -> bytes:
+        self.metrics.queue.set(self._queue.qsize())
+        return generate_latest(self.metrics.registry)
+
+    def health(self) -> dict[str, Any]:
+        try:
+            self.store.query("SELECT 1")
+            db = "ok"
+        except StoreError as exc:
+            db = f"error: {exc}"
+        return {"status": "ok" if db == "ok" else "degraded", "database": db,
+                "engine": self.store.engine, "queue": self._queue.qsize(),
+                "stored_uplinks": self.stored_total,
+                "worker_alive": bool(self._worker and self._worker.is_alive()),
+                "sources": sorted(self.sources), "time": self.clock()}
