@@ -85,7 +85,7 @@ def scan(hub: Hub, now: float) -> int:
                    "query_history_range" and d["status"] in ("queued", "sent")]
         if pending:
             continue
-        last = hub._last_history.get(eui)
+        last = hub.last_history_at.get(eui)
         if last is not None and now - last < 3 * _retrieval_interval(hub, eui):
             continue
         for g in store.gaps(device_id=did):

@@ -106,7 +106,7 @@ class Hub:
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._last_history: dict[str, float] = {}
+        self.last_history_at: dict[str, float] = {}  # device -> when its last record came
         self._tasks: list[asyncio.Task[Any]] = []
         self.started_at = time.time()
         self.stored_total = 0
@@ -254,7 +254,7 @@ class Hub:
         self.stored_total += result.stored
         t = self.clock()
         for eui in result.history_devices:
-            self._last_history[eui] = t
+            self.last_history_at[eui] = t
         for w in items:
             if w.event is not None:
                 self._network_event(w.event)
