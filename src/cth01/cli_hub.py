@@ -41,11 +41,10 @@ def build(config: HubConfig) -> Any:
     from .hub.notify import AlarmNotifier, HomeAssistant
     from .hub.service import Hub
     from .hub.sources import FleetSource, MqttSource
-    from .hub.store import SqliteStore, open_store
+    from .hub.store import open_store
 
     kwargs = {"durable": True} if config.sqlite_durable and "://" not in config.db else {}
     store = open_store(config.db, **kwargs)
-    assert kwargs == {} or isinstance(store, SqliteStore)
     fleet = None
     if config.fleet_devices:
         fleet = FleetSource(config.fleet_devices, speed=config.fleet_speed,

@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from cth01.protocol import EncodeError, Item
+from cth01.protocol import EncodeError
 from cth01.protocol import commands as _commands
 from cth01.protocol.commands import Downlink, echo_identifier
 
@@ -140,6 +140,3 @@ def matches(token: str, *, reply: str | None = None, setting: str | None = None,
         return history or reply in ("5b", "5c")
     return False
 
-
-def item_json(item: Item) -> dict[str, Any]:
-    return msgspec.to_builtins(item)

@@ -156,9 +156,6 @@ class Pipeline:
                 if value is not None:
                     mem.energy[channel_index(column, ch)] = value
 
-    def forget(self, dev_eui: str) -> None:
-        self._memory.pop(dev_eui, None)
-
     def process(self, envelopes: Iterable[Envelope]) -> Batch:
         batch = Batch()
         for env in envelopes:

@@ -108,7 +108,6 @@ class Hub:
         self._stopping = threading.Event()
         self.last_history_at: dict[str, float] = {}  # device -> when its last record came
         self._tasks: list[asyncio.Task[Any]] = []
-        self.started_at = time.time()
         self.stored_total = 0
 
     # -- life cycle ---------------------------------------------------------------------------

@@ -116,6 +116,7 @@ class Store:
         self._write_lock = threading.RLock()
         self._sql_cache: dict[str, str] = {}
         self._power_failed: set[int] | None = None  # devices with an active power failure
+        self._awaiting: set[int] | None = None  # devices with a downlink waiting for an answer
 
     # -- engine hooks -------------------------------------------------------------------------
 
@@ -429,6 +430,9 @@ class Store:
 
     def _write_answers(self, cur: Any, batch: Batch, ids: dict[str, int], result: WriteResult,
                        now: float) -> None:
+        if self._awaiting is None:
+            cur.execute("SELECT DISTINCT device_id FROM downlink WHERE status = 'sent'")
+            self._awaiting = {int(r[0]) for r in cur.fetchall()}
         for rep in batch.configs:
             did = ids[rep.dev_eui]
             value = json.dumps(rep.value, sort_keys=True)
@@ -445,8 +449,9 @@ class Store:
         for rep in batch.replies:
             self._answer(cur, ids[rep.dev_eui], rep.time, result, reply=rep.setting,
                          code=rep.result)
-        for eui in batch.live_devices:
-            self._answer(cur, ids[eui], now, result, report=True)
+        for eui in batch.live_devices:  # every report: only ask where a downlink waits
+            if ids[eui] in self._awaiting:
+                self._answer(cur, ids[eui], now, result, report=True)
         for eui in {r[0] for r in batch.history_readings}:
             self._answer(cur, ids[eui], now, result, history=True)
 
@@ -463,7 +468,10 @@ class Store:
         """Give one device answer to the oldest sent downlink that waits for it."""
         cur.execute(self._q("SELECT id, expects, result, params FROM downlink WHERE device_id = "
                             "? AND status = 'sent' ORDER BY id"), (did,))
-        for dl_id, expects_text, result_text, params_text in cur.fetchall():
+        waiting = cur.fetchall()
+        if not waiting and self._awaiting is not None:
+            self._awaiting.discard(did)
+        for dl_id, expects_text, result_text, params_text in waiting:
             expects = json.loads(expects_text)
             results = json.loads(result_text or "{}")
             token = next((tok for tok in expects if tok not in results and dl.matches(
@@ -568,7 +576,11 @@ class Store:
         with self._write_lock, self.transaction("downlink sent") as cur:
             cur.execute(self._q("UPDATE downlink SET status = 'sent', attempts = attempts + 1, "
                                 "sent_at = ?, reference = ? WHERE id = ? AND status IN "
-                                "('queued', 'sent')"), (now, reference, dl_id))
+                                "('queued', 'sent') RETURNING device_id"),
+                        (now, reference, dl_id))
+            row = cur.fetchone()
+            if row is not None and self._awaiting is not None:
+                self._awaiting.add(int(row[0]))
 
     def mark_failed(self, dl_id: int, now: float, reason: str) -> None:
         with self._write_lock, self.transaction("downlink failed") as cur:
