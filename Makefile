@@ -6,7 +6,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: demo test lint bench docs clean
+.PHONY: demo test lint bench docs clean vendor
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -16,10 +16,22 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --quiet
 	touch $@
 
-demo: $(VENV)/.synced
+# The dashboard's front-end libraries (package.json / package-lock.json, installed with npm ci)
+# copied into the package, which serves them itself: the dashboard needs no internet.
+WEB_VENDOR := src/cth01/hub/web/static/vendor
+$(WEB_VENDOR)/.copied: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(WEB_VENDOR)
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(WEB_VENDOR)/
+	cp node_modules/uplot/LICENSE $(WEB_VENDOR)/uPlot.LICENSE
+	touch $@
+
+vendor: $(WEB_VENDOR)/.copied
+
+demo: $(VENV)/.synced vendor
 	$(VENV)/bin/cth01 demo
 
-test: $(VENV)/.synced
+test: $(VENV)/.synced vendor
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/python -m pytest -n 2
 
@@ -34,4 +46,5 @@ bench: $(VENV)/.synced
 	for b in bench/bench_*.py; do $(VENV)/bin/python $$b || exit 1; done
 
 clean:
-	rm -rf .tools $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf .tools $(VENV) .pytest_cache .ruff_cache .hypothesis node_modules $(WEB_VENDOR) \
+		test-artifacts

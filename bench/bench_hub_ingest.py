@@ -48,16 +48,19 @@ APP = "5f1c0c8e-7d0a-4c1e-9b8a-c7401f1ee7a1"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def reports(devices: int) -> list[tuple[str, str]]:
-    """(dev_eui, base64 payload) of one periodic report per device per interval: enough
-    distinct frames for the run (the same frame is re-sent with a new dedup id and time)."""
+def reports(devices: int, n: int) -> list[tuple[str, str, float]]:
+    """(dev_eui, base64 payload, report time) of `n` periodic reports of a virtual fleet, in
+    time order: every device reports once per 10-minute interval, so each device's energy
+    counters rise from report to report as a real fleet's do."""
     fleet = Fleet(devices, seed=3)
     fleet.start(T0)
-    out = []
-    for s in range(1, 700):
-        out += [(f.dev_eui, base64.b64encode(f.payload).decode()) for f in fleet.tick(T0 + s)
-                if f.kind == "periodic"]
-    return out
+    out: list[tuple[str, str, float]] = []
+    t = T0
+    while len(out) < n:
+        t += 600
+        out += [(f.dev_eui, base64.b64encode(f.payload).decode(), float(f.time))
+                for f in fleet.tick(t) if f.kind == "periodic"]
+    return out[:n]
 
 
 def event(eui: str, data: str, f_cnt: int, t: float) -> bytes:
@@ -70,17 +73,18 @@ def event(eui: str, data: str, f_cnt: int, t: float) -> bytes:
         "confirmed": False, "data": data}, separators=(",", ":")).encode()
 
 
-def publish(port: int, frames: list[tuple[str, str]], n: int, rate: float | None,
+def publish(port: int, frames: list[tuple[str, str, float]], n: int, rate: float | None,
             done: mp.Event) -> None:
-    """The publisher process: n events, as fast as possible or at `rate` per second."""
+    """The publisher process: n events, as fast as possible or at `rate` per second. Paced
+    events carry their publish time (for latency); queued ones their report time."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex}")
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    topics = [f"application/{APP}/device/{eui}/event/up" for eui, _ in frames]
-    bodies = None if rate else [event(*frames[i % len(frames)], i, time.time())
-                                for i in range(n)]
+    topics = [f"application/{APP}/device/{eui}/event/up" for eui, _, _ in frames]
+    bodies = None if rate else [event(eui, data, i, t) for i, (eui, data, t) in
+                                enumerate(frames[:n])]
     t0 = time.time()
     infos = []
     for i in range(n):
@@ -89,7 +93,7 @@ def publish(port: int, frames: list[tuple[str, str]], n: int, rate: float | None
             if delay > 0:
                 time.sleep(delay)
         k = i % len(frames)
-        body = event(*frames[k], i, time.time()) if bodies is None else bodies[i]
+        body = event(*frames[k][:2], i, time.time()) if bodies is None else bodies[i]
         infos.append(client.publish(topics[k], body, qos=1))
     for info in infos:
         info.wait_for_publish(60)
@@ -174,7 +178,10 @@ def run_case(engine: str, broker: PrivateBroker, frames: list, n: int, rate: flo
                          "count(DISTINCT dedup_key) FROM uplink")[0]
         lat = sorted(r[0] for r in db_rows(db, "SELECT stored_at - received_at FROM uplink"))
         first, last, total, distinct = rows
+        readings, resets = db_rows(db, "SELECT (SELECT count(*) FROM reading), "
+                                       "(SELECT count(*) FROM energy_reset)")[0]
         return {"engine": engine, "n": n, "stored": total, "distinct": distinct,
+                "readings": readings, "resets": resets,
                 "lost": n - distinct, "wall_s": time.time() - t_start,
                 "rate": (total - 1) / (last - first) if last and last > first else 0.0,
                 "p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
@@ -193,9 +200,9 @@ def main() -> None:
     print(machine())
     n_max = 30_000 if args.quick else 100_000
     n_rate = 5_000 if args.quick else 20_000
-    frames = reports(500)
-    print(f"frames: {len(frames)} distinct periodic reports, "
-          f"{sum(len(base64.b64decode(d)) for _, d in frames) / len(frames):.0f} bytes mean")
+    frames = reports(500, n_max)
+    print(f"frames: {len(frames):,} periodic reports of 500 devices in time order, "
+          f"{sum(len(base64.b64decode(d)) for _, d, _ in frames) / len(frames):.0f} bytes mean")
     engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -204,7 +211,8 @@ def main() -> None:
             for engine in engines:
                 r = run_case(engine, broker, frames, n_max, None, workdir)
                 print(f"{engine:10s} sustained: {r['stored']:,} of {r['n']:,} stored "
-                      f"(lost {r['lost']}), {r['rate']:,.0f} uplinks/s committed")
+                      f"(lost {r['lost']}), {r['rate']:,.0f} uplinks/s committed; "
+                      f"{r['readings']:,} readings, {r['resets']} counter resets")
                 r = run_case(engine, broker, frames, n_rate, 1000.0, workdir)
                 print(f"{engine:10s} at 1,000/s: {r['stored']:,} of {r['n']:,} stored "
                       f"(lost {r['lost']}), publish->stored p50 {r['p50_ms']:.1f} ms, "

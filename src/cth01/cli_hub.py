@@ -54,7 +54,7 @@ def build(config: HubConfig) -> Any:
     if config.mqtt_url:
         mqtt = MqttSource(config.mqtt_url, chirpstack=config.chirpstack, tts=config.tts,
                           client_id=config.mqtt_client_id, username=config.mqtt_username,
-                          password=config.mqtt_password)
+                          password=config.mqtt_password, protocol=config.mqtt_protocol)
         hub.add_source(mqtt)
     if fleet is not None:
         hub.add_source(fleet)
@@ -68,7 +68,8 @@ def build(config: HubConfig) -> Any:
         if mqtt is None:
             raise ConfigError("ha_discovery", "needs mqtt_url (the broker Home Assistant "
                               "listens to)", "options")
-        hub.listeners.append(HomeAssistant(store, mqtt.publish, config.ha_prefix))
+        hub.listeners.append(HomeAssistant(store, mqtt.publish, config.ha_prefix,
+                                           energy_unit=config.ha_energy_unit))
     return hub
 
 
@@ -78,9 +79,15 @@ async def run_hub(hub: Any, *, ready: Any = None) -> None:
 
     from .hub.api import create_app
 
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            app.state.end_streams()  # uvicorn waits for open responses: end the event streams
+            await super().shutdown(sockets)
+
     config = hub.config
-    server = uvicorn.Server(uvicorn.Config(create_app(hub), host=config.host, port=config.port,
-                                           log_config=None, access_log=False, lifespan="off"))
+    app = create_app(hub)
+    server = Server(uvicorn.Config(app, host=config.host, port=config.port, log_config=None,
+                                   access_log=False, lifespan="off"))
     hub.start()
     loops = asyncio.create_task(hub.run_loops())
     serving = asyncio.create_task(server.serve())

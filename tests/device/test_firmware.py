@@ -259,3 +259,17 @@ def test_decoded_frames_never_need_the_guide_dialect():
         "current", "power_factor", "apparent_power"))], three_phase="ac")
     for r in b.run(1300):
         assert decode(r.frame.payload, dialect="firmware") == r.up
+
+
+def test_a_power_of_minus_one_watt_is_sent_as_zero_not_as_the_no_data_sentinel():
+    """-1 W (a CT reversed on an idle circuit) would encode as 0xFFFFFFFF, which the wire
+    reserves for "no data": the firmware sends 0 W instead (found by a 100,000-report run)."""
+    b = Bench.joined()
+    dev = b.device
+    dev.bank.active_power_w[dev.row, :] = -1.0
+    dev.bank.group_active_power_w[dev.row, :] = -1.0
+    report = encode_uplink(dev.report_items())
+    powers = [g for item in decode(report).items if item.command_name.startswith("active_power")
+              for g in item.active_power_w]
+    assert powers and all(v == 0 for g in powers
+                          for v in (g.channels if g.channels is not None else (g.total,)))

@@ -947,7 +947,8 @@ class VirtualCTH01:
 # --- module helpers --------------------------------------------------------------------------
 
 def _s32(x: float) -> int:
-    return round(min(max(float(x), -2 ** 31 + 2), 2 ** 31 - 1))
+    value = round(min(max(float(x), -2 ** 31 + 2), 2 ** 31 - 1))
+    return 0 if value == -1 else value  # -1 (0xFFFFFFFF) is the "no data" sentinel on the wire
 
 
 def _u32(x: float) -> int:

@@ -1,20 +1,30 @@
 """The hub's HTTP API: the read side, the registry, alarms, downlinks and the ingest webhooks.
 
 Owns: `create_app(hub)`, the FastAPI application with every route under `/api`, `/metrics` and
-a minimal `/` page; who may call what; turning query parameters into store calls (defaults,
-time windows, validation with clear 422s) and store answers into JSON or CSV.
+the dashboard's pages (`web.mount_web`); who may call what; turning query parameters into store
+calls (defaults, time windows, validation with clear 422s) and store answers into JSON or CSV.
 
-Auth: `Authorization: Bearer <token>`; tokens are made with `store.create_token` and stored
-hashed. Roles: `read` (GET routes) and `admin` (everything, including writes). GET routes need a
-valid token unless the hub runs with `anonymous_read`; `PATCH /api/devices/…`, downlinks and
-alarm acknowledgements need `admin`. The ingest webhooks (`/api/uplinks/…`) also need an
-`admin` token, which may be given as `?token=` because some network servers cannot set headers.
-401: no token or an unknown one; 403: a valid token whose role is not enough. `/api/health`,
-`/metrics`, `/docs` and `/openapi.json` are anonymous.
+Auth: `Authorization: Bearer <token>`, or the session cookie `cth01_session` a browser gets
+from `POST /api/session {"token"}` (an EventSource cannot send headers); tokens are made with
+`store.create_token`, tokens and sessions are stored hashed. Roles: `read` (GET routes) and
+`admin` (everything, including writes). GET routes need a valid token unless the hub runs with
+`anonymous_read`; `PATCH /api/devices/…`, downlinks, alarm acknowledgements, tariffs and
+templates need `admin`. A write authenticated by the cookie must carry `X-CTH01-CSRF: 1` (a
+header another site's form cannot send): 403 without it. The ingest webhooks (`/api/uplinks/…`)
+also need an `admin` token, which may be given as `?token=` because some network servers cannot
+set headers. 401: no token or an unknown one; 403: a valid token whose role is not enough.
+`/api/health`, `/metrics`, `/docs` and `/openapi.json` are anonymous.
+
+Calendar days and months (`period=day|month`, the monthly report, "today") are those of the
+hub's time zone (`timezone`, IANA; DST followed).
 
 Threads: every route that touches the store is a plain `def` (FastAPI runs it in a thread
 pool, so a slow query never blocks the event loop); only the webhooks are `async`, because they
-await `hub.ingest_http` — the HTTP answer is the acknowledgement, sent after the commit.
+await `hub.ingest_http` — the HTTP answer is the acknowledgement, sent after the commit — and
+the event stream (`/api/stream`), whose hub listener is called on the ingest worker's thread and
+only hands each event to the loop (`call_soon_threadsafe`) into the client's bounded queue.
+`app.state.end_streams()` ends the open streams: call it when the server stops (uvicorn waits
+for open responses before it shuts down).
 
 Errors: `StoreError` -> 503 `database unavailable: …`; a message that does not parse -> dead
 letter and 400; a refused downlink -> 422 with the command and the reason, nothing queued.
@@ -24,29 +34,48 @@ downlinks, store), or call the store from the event loop. Its only SQL is the SE
 CSV export.
 """
 
+import asyncio
 import csv
-import html
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import downlinks as dl
+from . import reports
 from .envelope import Envelope, MessageError, NetworkEvent, parse_chirpstack, parse_tts
 from .readings import CHANNEL_COLUMNS, DEVICE_COLUMNS, ENERGY_COLUMNS, UNITS
 from .service import Hub
-from .store import StoreError
+from .store import NameTaken, StoreError
+from .tariff import (
+    TariffError,
+    day_bounds,
+    local_date,
+    month_bounds,
+    parse_month,
+    parse_tariff,
+    zone_of,
+)
+from .templates import TemplateError, commands_from_config, validate_settings
+from .web import mount_web
 
 DAY_S = 86400
+SESSION_COOKIE = "cth01_session"
+CSRF_HEADER = "X-CTH01-CSRF"
+SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+SSE_PING_S = 15.0  # a `: ping` comment this often keeps proxies from closing the stream
+SSE_QUEUE_MAX = 256  # events a slow stream client may fall behind; then its oldest are dropped
 _EUI = re.compile(r"[0-9a-f]{16}")
 _QUANTITIES = (*DEVICE_COLUMNS, *CHANNEL_COLUMNS)
 
@@ -128,21 +157,22 @@ def _window(start: int | None, end: int | None, now: float, default_s: int) -> t
     return start, end
 
 
-def _period(period: str, month: str | None, day: str | None, now: float) -> tuple[int, int]:
-    """[start, end) of a calendar month or day in UTC (the one containing `now` by default)."""
-    today = datetime.fromtimestamp(now, UTC)
+def _period(period: str, month: str | None, day: str | None, now: float, zone: ZoneInfo
+            ) -> tuple[int, int]:
+    """[start, end) of a calendar month or day in `zone` (the one containing `now` by
+    default); a day is 23 or 25 hours long when the clocks change."""
     try:
         if period == "month":
-            first = (datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC) if month
-                     else today.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
-            nxt = first.replace(year=first.year + first.month // 12,
-                                month=first.month % 12 + 1)
-            return int(first.timestamp()), int(nxt.timestamp())
-        first = (datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC) if day
-                 else today.replace(hour=0, minute=0, second=0, microsecond=0))
+            if month:
+                year, mon = parse_month(month)
+            else:
+                today = local_date(now, zone)
+                year, mon = today.year, today.month
+            return month_bounds(year, mon, zone)
+        first = datetime.strptime(day, "%Y-%m-%d").date() if day else local_date(now, zone)
     except ValueError:
         raise HTTPException(422, "month must be YYYY-MM and day YYYY-MM-DD") from None
-    return int(first.timestamp()), int((first + timedelta(days=1)).timestamp())
+    return day_bounds(first, zone)
 
 
 def _tts_event_of(body: bytes) -> str:
@@ -173,6 +203,7 @@ def create_app(hub: Hub) -> FastAPI:
     ])
     app.state.hub = hub
     store = hub.store
+    zone = zone_of(hub.config.timezone)
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> JSONResponse:
@@ -187,15 +218,37 @@ def create_app(hub: Hub) -> FastAPI:
         found = store.token_role(token)
         if found is None:
             raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+        store.token_used(found[0])
         return Caller(*found)
 
+    def _session(request: Request) -> Caller | None:
+        """The caller of a live session cookie (None: no cookie, or an expired one); a write
+        must also carry the CSRF header."""
+        session_id = request.cookies.get(SESSION_COOKIE)
+        found = store.session_caller(session_id) if session_id else None
+        if found is None:
+            return None
+        if request.method not in SAFE_METHODS and request.headers.get(CSRF_HEADER) != "1":
+            raise HTTPException(403, f"a write with the session cookie needs the header "
+                                     f"{CSRF_HEADER}: 1")
+        store.token_used(found[0])
+        return Caller(*found)
+
+    def _authenticate(request: Request, creds: HTTPAuthorizationCredentials | None,
+                      token: str | None = None) -> Caller | None:
+        """The bearer token (or `token`) if given, else the session cookie, else None."""
+        bearer = creds.credentials if creds else token
+        return _caller(bearer) if bearer else _session(request)
+
     def _need_token() -> HTTPException:
-        return HTTPException(401, "missing token: send Authorization: Bearer <token>",
+        return HTTPException(401, "missing token: send Authorization: Bearer <token>, or log "
+                                  "in (POST /api/session)",
                              headers={"WWW-Authenticate": "Bearer"})
 
-    def reader(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    def reader(request: Request,
+               creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
                ) -> Caller:
-        caller = _caller(creds.credentials if creds else None)
+        caller = _authenticate(request, creds)
         if caller is None:
             if hub.config.anonymous_read:
                 return Caller(None, None)
@@ -210,13 +263,15 @@ def create_app(hub: Hub) -> FastAPI:
                                      f"this needs 'admin'")
         return caller
 
-    def admin(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    def admin(request: Request,
+              creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
               ) -> Caller:
-        return _admin(_caller(creds.credentials if creds else None))
+        return _admin(_authenticate(request, creds))
 
-    def webhook_admin(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    def webhook_admin(request: Request,
+                      creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
                       token: Annotated[str | None, Depends(_query_token)]) -> Caller:
-        return _admin(_caller(creds.credentials if creds else token))
+        return _admin(_authenticate(request, creds, token))
 
     Read = Annotated[Caller, Depends(reader)]
     Admin = Annotated[Caller, Depends(admin)]
@@ -348,7 +403,7 @@ def create_app(hub: Hub) -> FastAPI:
         if period is not None:
             if start is not None or end is not None:
                 raise HTTPException(422, "give either start/end or period, not both")
-            start, end = _period(period, month, day, hub.clock())
+            start, end = _period(period, month, day, hub.clock(), zone)
         else:
             start, end = _window(start, end, hub.clock(), DAY_S)
         euis = [_device_id(e)[0] for e in dev_eui] if dev_eui else None
@@ -395,9 +450,10 @@ def create_app(hub: Hub) -> FastAPI:
                quantity: str = "imported_active_wh", group_by: GroupBy = "channel",
                dev_eui: Euis = None, period: Period = None, month: Month = None,
                day: Day = None) -> dict[str, Any]:
-        """Energy over [start, end) (default: the last 24 h; or a UTC calendar `period`),
-        per channel (with circuit and tenant), device or tenant (channel's tenant, else the
-        device's, else "unassigned")."""
+        """Energy over [start, end) (default: the last 24 h; or a calendar `period` of the
+        hub's time zone), per channel (with circuit and tenant), device or tenant (channel's
+        tenant, else the device's, else "unassigned"). Channels without a reading in the
+        period are left out (no data is not 0)."""
         return _energy(start, end, quantity, group_by, dev_eui, period, month, day)
 
     @app.get("/api/energy.csv", tags=["energy"], response_class=StreamingResponse)
@@ -528,29 +584,317 @@ def create_app(hub: Hub) -> FastAPI:
         return await _ingest(parse_tts, body, event=_TTS_SUFFIXES.get(event, event),
                              source="http", topic=request.url.path)
 
-    # -- a minimal page -----------------------------------------------------------------------
+    # -- login sessions -----------------------------------------------------------------------
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-              ) -> HTMLResponse:
-        """Links and a table of devices (the table only for callers who may read)."""
+    class Login(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        token: str = Field(description="An API token (cth01 token NAME)")
+
+    @app.post("/api/session", tags=["session"])
+    def login(body: Login, request: Request) -> JSONResponse:
+        """Exchange a token for the session cookie `cth01_session` (HttpOnly, SameSite=Strict;
+        valid 12 h after its last use). Writes with the cookie need `X-CTH01-CSRF: 1`."""
+        found = store.create_session(body.token)
+        if found is None:
+            raise HTTPException(401, "invalid token")
+        session_id, name, role = found
+        store.token_used(name)
+        response = JSONResponse({"name": name, "role": role})
+        response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="strict",
+                            path="/", secure=request.url.scheme == "https")
+        return response
+
+    @app.get("/api/session", tags=["session"])
+    def whoami(request: Request,
+               creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+               ) -> dict[str, Any]:
+        """The caller: {"name", "role"} (anonymous readers: name "anonymous", role "read")."""
+        caller = _authenticate(request, creds)
+        if caller is None:
+            if hub.config.anonymous_read:
+                return {"name": "anonymous", "role": "read"}
+            raise _need_token()
+        return {"name": caller.name, "role": caller.role}
+
+    @app.delete("/api/session", tags=["session"], status_code=204)
+    def logout(request: Request) -> Response:
+        """End the cookie's session (and clear the cookie)."""
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if session_id:
+            _session(request)  # a live session: the CSRF header is required
+            store.delete_session(session_id)
+        response = Response(status_code=204)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    # -- the dashboard's read side --------------------------------------------------------------
+
+    @app.get("/api/overview", tags=["devices"])
+    def overview(caller: Read) -> list[dict[str, Any]]:
+        """One row per device: dev_eui, name, site, tenant, status (never | alarm | offline:
+        unheard for 3 reporting intervals | online), last_seen, interval_s, total_power_w
+        (sum of the channels' latest active power), today_kwh (since local midnight; null
+        without readings), active_alarms, completeness (last 24 h, 0-1; null without data)."""
+        return reports.overview(store, now=hub.clock(), zone=zone)
+
+    @app.get("/api/devices/{dev_eui}/latest", tags=["readings"])
+    def latest(dev_eui: str, caller: Read) -> dict[str, Any]:
+        """The newest value of every column (readings of the last two reporting intervals
+        merged, so a split report is whole), `ts` of the newest reading, and per channel its
+        circuit, tenant, group (a-d) and phase (`single` / `three`, as last reported; null if
+        not known yet)."""
+        eui, _ = _device_id(dev_eui)
+        doc = store.latest(eui)
+        device = store.device(eui)
+        if doc is None or device is None:
+            raise HTTPException(404, f"unknown device {dev_eui}")
+        wiring = dict(part.split(":", 1) for part in (device.get("wiring") or "").split(",")
+                      if ":" in part)
+        doc["channels"] = [{"channel": c["channel"], "circuit": c["circuit"],
+                            "tenant": c["tenant"], "group": "abcd"[(c["channel"] - 1) // 3],
+                            "phase": wiring.get("abcd"[(c["channel"] - 1) // 3])}
+                           for c in device["channels"]]
+        return doc
+
+    # -- monthly energy report ------------------------------------------------------------------
+
+    ReportMonth = Annotated[str | None, Query(description="YYYY-MM (default: this month)")]
+    ReportEuis = Annotated[list[str] | None, Query(description="Only these devices")]
+
+    def _report(month: str | None, tariff_id: int | None, dev_eui: list[str] | None
+                ) -> dict[str, Any]:
+        if month:
+            try:
+                year, mon = parse_month(month)
+            except ValueError as exc:
+                raise HTTPException(422, str(exc)) from None
+        else:
+            today = local_date(hub.clock(), zone)
+            year, mon = today.year, today.month
+        tariff = None
+        if tariff_id is not None:
+            doc = store.tariff(tariff_id)
+            if doc is None:
+                raise HTTPException(404, f"no tariff {tariff_id}")
+            tariff = parse_tariff(doc, tariff_id=tariff_id)
+        euis = [_device_id(e)[0] for e in dev_eui] if dev_eui else None
+        return reports.energy_report(store, year=year, month=mon, zone=zone, tariff=tariff,
+                                     dev_euis=euis)
+
+    @app.get("/api/reports/energy", tags=["energy"])
+    def energy_report(caller: Read, month: ReportMonth = None, tariff_id: int | None = None,
+                      dev_eui: ReportEuis = None) -> dict[str, Any]:
+        """Imported active energy of a local calendar month per channel (the device's own
+        monthly summary where it sent one, `source` device_summary; else from its readings,
+        `computed`), per tenant (the channel's, else the device's, else "(unassigned)") and in
+        total, priced with `tariff_id` (time-of-use: kWh per band, `bands`; the standing
+        charge once per tenant)."""
+        return _report(month, tariff_id, dev_eui)
+
+    @app.get("/api/reports/energy.csv", tags=["energy"], response_class=StreamingResponse)
+    def energy_report_csv(caller: Read, month: ReportMonth = None,
+                          tariff_id: int | None = None, dev_eui: ReportEuis = None
+                          ) -> StreamingResponse:
+        """The monthly report as CSV: a row per channel, then per tenant, then the total."""
+        doc = _report(month, tariff_id, dev_eui)
+        header, rows = reports.report_csv_rows(doc)
+        return _csv_response(header, rows, f"energy_report_{doc['month']}.csv")
+
+    # -- tariffs --------------------------------------------------------------------------------
+
+    TariffDoc = Annotated[dict[str, Any], Body(openapi_examples={"time of use": {"value": {
+        "name": "Office", "currency": "EUR", "kind": "tou", "price_per_kwh": 0.24,
+        "standing_charge_per_month": 12.5, "bands": [
+            {"name": "peak", "price_per_kwh": 0.32, "days": [0, 1, 2, 3, 4],
+             "start": "08:00", "end": "20:00"}]}}, "flat": {"value": {
+                 "name": "Flat", "currency": "EUR", "kind": "flat", "price_per_kwh": 0.25}}})]
+
+    def _valid_tariff(doc: dict[str, Any]) -> dict[str, Any]:
         try:
-            allowed = hub.config.anonymous_read or _caller(
-                creds.credentials if creds else None) is not None
-        except HTTPException:
-            allowed = False
-        rows = "".join(
-            f"<tr><td>{html.escape(d['dev_eui'])}</td><td>{html.escape(d['name'] or '')}</td>"
-            f"<td>{_iso(d['last_seen'])}</td><td>{d['active_alarms']}</td></tr>"
-            for d in (store.devices() if allowed else []))
-        table = (f"<table><tr><th>DevEUI</th><th>Name</th><th>Last seen (UTC)</th>"
-                 f"<th>Active alarms</th></tr>{rows}</table>" if allowed
-                 else "<p>Devices: use the API with a token.</p>")
-        return HTMLResponse(
-            "<!doctype html><html><head><meta charset='utf-8'><title>cth01 hub</title></head>"
-            "<body><h1>cth01 hub</h1><p><a href='/docs'>API docs</a> · "
-            "<a href='/api/devices'>devices</a> · <a href='/api/alarms'>alarms</a></p>"
-            f"{table}</body></html>")
+            tariff = parse_tariff(doc)
+        except TariffError as exc:
+            raise HTTPException(422, {"field": exc.field, "reason": exc.reason}) from None
+        out = tariff.to_dict()
+        out.pop("id")
+        return out
+
+    @app.get("/api/tariffs", tags=["tariffs"])
+    def tariffs(caller: Read) -> list[dict[str, Any]]:
+        """Every tariff (see tariff.py: flat, or time-of-use bands by local time)."""
+        return store.tariffs()
+
+    @app.post("/api/tariffs", tags=["tariffs"], status_code=201)
+    def create_tariff(doc: TariffDoc, caller: Admin) -> dict[str, Any]:
+        """Store a tariff; 422 {"field", "reason"} when it is not valid, 409 for a name in
+        use."""
+        try:
+            return store.save_tariff(_valid_tariff(doc))
+        except NameTaken as exc:
+            raise HTTPException(409, str(exc)) from None
+
+    @app.put("/api/tariffs/{tariff_id}", tags=["tariffs"])
+    def replace_tariff(tariff_id: int, doc: TariffDoc, caller: Admin) -> dict[str, Any]:
+        """Replace a tariff (same rules as POST)."""
+        try:
+            return store.save_tariff(_valid_tariff(doc), tariff_id)
+        except NameTaken as exc:
+            raise HTTPException(409, str(exc)) from None
+        except KeyError:
+            raise HTTPException(404, f"no tariff {tariff_id}") from None
+
+    @app.delete("/api/tariffs/{tariff_id}", tags=["tariffs"], status_code=204)
+    def delete_tariff(tariff_id: int, caller: Admin) -> Response:
+        if not store.delete_tariff(tariff_id):
+            raise HTTPException(404, f"no tariff {tariff_id}")
+        return Response(status_code=204)
+
+    # -- configuration templates ----------------------------------------------------------------
+
+    class TemplateRequest(BaseModel):
+        """Either `settings` (typed commands) or `from_device` (copy that device's
+        configuration, desired where set, else reported)."""
+
+        model_config = ConfigDict(extra="forbid")
+        name: str = Field(min_length=1, max_length=100)
+        settings: list[dict[str, Any]] | None = Field(
+            default=None, description='[{"command": "set_reporting_interval", "params": '
+                                      '{"minutes": 5}}, ...] (GET /api/commands)')
+        from_device: str | None = Field(default=None, description="A DevEUI")
+
+    class ApplyRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        dev_euis: list[str] = Field(min_length=1, max_length=10000)
+
+    @app.get("/api/templates", tags=["downlinks"])
+    def templates(caller: Read) -> list[dict[str, Any]]:
+        """Configuration templates: id, name, settings ([{command, params}]), created_at/by."""
+        return store.templates()
+
+    @app.post("/api/templates", tags=["downlinks"], status_code=201)
+    def create_template(body: TemplateRequest, caller: Admin) -> dict[str, Any]:
+        """Save a template; every command is built once to check it (422 {"index",
+        "command", "reason"} for the first refused). With `from_device`, the answer lists the
+        settings no command can set under `skipped`."""
+        if (body.settings is None) == (body.from_device is None):
+            raise HTTPException(422, "give either settings or from_device")
+        skipped: list[dict[str, Any]] = []
+        if body.from_device is not None:
+            eui, _ = _device_id(body.from_device)
+            settings, skipped = commands_from_config(store.config_shadow(eui))
+            if not settings:
+                raise HTTPException(422, f"the hub knows no configuration of {eui} to copy "
+                                         f"(ask the device: command query_all_config)")
+        else:
+            try:
+                settings = validate_settings(body.settings)
+            except TemplateError as exc:
+                raise HTTPException(422, {"index": exc.index, "command": exc.command,
+                                          "reason": exc.reason}) from None
+        try:
+            row = store.create_template(body.name.strip(), settings,
+                                        created_by=caller.name or "", now=hub.clock())
+        except NameTaken as exc:
+            raise HTTPException(409, str(exc)) from None
+        return {**row, "skipped": skipped}
+
+    @app.delete("/api/templates/{template_id}", tags=["downlinks"], status_code=204)
+    def delete_template(template_id: int, caller: Admin) -> Response:
+        if not store.delete_template(template_id):
+            raise HTTPException(404, f"no template {template_id}")
+        return Response(status_code=204)
+
+    @app.post("/api/templates/{template_id}/apply", tags=["downlinks"], status_code=202)
+    def apply_template(template_id: int, body: ApplyRequest, caller: Admin) -> dict[str, Any]:
+        """Queue the template's commands for each device (one downlink per command). Every
+        device and command is checked before anything is queued: an unknown device is 404, a
+        refused command 422 {"index", "command", "reason"}, and then nothing is queued."""
+        template = store.template(template_id)
+        if template is None:
+            raise HTTPException(404, f"no template {template_id}")
+        euis = list(dict.fromkeys(_device_id(e)[0] for e in body.dev_euis))
+        try:
+            validate_settings(template["settings"])
+        except TemplateError as exc:
+            raise HTTPException(422, {"index": exc.index, "command": exc.command,
+                                      "reason": exc.reason}) from None
+        queued = []
+        for eui in euis:
+            for s in template["settings"]:
+                row = hub.queue_downlink(eui, s["command"], s["params"], user=caller.name or "")
+                queued.append({"dev_eui": eui, "downlink_id": row["id"], "command": s["command"]})
+        return {"queued": queued}
+
+    # -- live events ----------------------------------------------------------------------------
+
+    open_streams: set[Callable[[tuple[str, dict[str, Any]] | None], None]] = set()
+
+    def end_streams() -> None:
+        """End every open event stream (clients reconnect by themselves). Call it when the
+        server stops: uvicorn waits for open responses to finish before it shuts down."""
+        for put in list(open_streams):
+            put(None)
+
+    app.state.end_streams = end_streams
+
+    @app.get("/api/stream", tags=["devices"], response_class=StreamingResponse)
+    async def stream(request: Request, caller: Read, dev_eui: str | None = None
+                     ) -> StreamingResponse:
+        """Server-sent events: `readings` {"devices": [eui...]} when new readings are stored,
+        `alarm` (an alarm change), `downlink` (a downlink's new state); `: ping` every 15 s.
+        `dev_eui` keeps one device's events. A client that falls behind loses its oldest
+        events (at most SSE_QUEUE_MAX wait)."""
+        device = await asyncio.to_thread(_device_id, dev_eui) if dev_eui else None
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue(SSE_QUEUE_MAX)
+
+        def put(event: tuple[str, dict[str, Any]] | None) -> None:  # on the event loop
+            if events.full():
+                events.get_nowait()  # the slow client loses its oldest event
+            events.put_nowait(event)
+
+        def put_threadsafe(event: tuple[str, dict[str, Any]] | None) -> None:  # any thread
+            loop.call_soon_threadsafe(put, event)
+
+        def listener(kind: str, data: dict[str, Any]) -> None:  # on the ingest worker thread
+            if device is not None:
+                eui, did = device
+                if kind == "readings":
+                    if eui not in data.get("devices", ()):
+                        return
+                    data = {"devices": [eui]}
+                elif data.get("dev_eui") != eui and data.get("device_id") != did:
+                    return
+            put_threadsafe((kind, data))
+
+        hub.listeners.append(listener)
+        open_streams.add(put_threadsafe)
+
+        async def body() -> Any:
+            try:
+                yield "retry: 5000\n\n"
+                while True:
+                    try:
+                        event = await asyncio.wait_for(events.get(), SSE_PING_S)
+                    except TimeoutError:
+                        if await request.is_disconnected():
+                            return
+                        yield ": ping\n\n"
+                        continue
+                    if event is None:  # end_streams
+                        return
+                    yield f"event: {event[0]}\ndata: {json.dumps(event[1], default=str)}\n\n"
+            finally:
+                open_streams.discard(put_threadsafe)
+                with suppress(ValueError):
+                    hub.listeners.remove(listener)
+
+        return StreamingResponse(body(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+
+    # -- the dashboard (pages and static files; their data comes from the routes above) -------
+
+    mount_web(app)
 
     return app
 

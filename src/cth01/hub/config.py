@@ -12,6 +12,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -34,6 +35,7 @@ class HubConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_client_id: str = "cth01-hub"
+    mqtt_protocol: str = "5"
     chirpstack: bool = True
     tts: bool = False
     fleet_devices: int = 0
@@ -52,10 +54,12 @@ class HubConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     alarm_mqtt_topic: str | None = None
     ha_discovery: bool = False
     ha_prefix: str = "homeassistant"
+    ha_energy_unit: str = "Wh"
     batch_max: int = 2000
     sqlite_durable: bool = False
     log_format: str = "json"
     log_level: str = "info"
+    timezone: str = "UTC"
 
 
 HELP: dict[str, str] = {
@@ -67,6 +71,9 @@ HELP: dict[str, str] = {
     "mqtt_password": "MQTT password.",
     "mqtt_client_id": "MQTT client id; keep it stable: the broker keeps the session (QoS 1 "
                       "messages that arrive while the hub is down) under this id.",
+    "mqtt_protocol": "MQTT version: 5 (ChirpStack, your own broker) or 3.1.1 (The Things "
+                     "Stack's MQTT server, which offers QoS 0 only: nothing is kept for a hub "
+                     "that is away; prefer its webhooks or Pub/Sub for lossless ingest).",
     "chirpstack": "Subscribe to ChirpStack v4 events (application/+/device/+/event/+).",
     "tts": "Subscribe to The Things Stack v3 messages (v3/+/devices/+/...).",
     "fleet_devices": "Run a built-in virtual fleet of this many CTH01s (0: none).",
@@ -86,10 +93,13 @@ HELP: dict[str, str] = {
     "alarm_mqtt_topic": "MQTT topic prefix for alarm changes (<prefix>/<dev_eui>).",
     "ha_discovery": "Publish Home Assistant MQTT discovery and state for every channel.",
     "ha_prefix": "Home Assistant discovery prefix.",
+    "ha_energy_unit": "Unit of the Home Assistant energy sensors: Wh or kWh.",
     "batch_max": "Most uplinks stored in one transaction.",
     "sqlite_durable": "SQLite synchronous=FULL (survives power loss, slower).",
     "log_format": "json (one object per line) or console.",
     "log_level": "debug, info, warning or error.",
+    "timezone": "IANA time zone of calendar days and months in the API, reports and tariffs "
+                "(Europe/Berlin); DST is followed, so a day may have 23 or 25 hours.",
 }
 
 ENV_PREFIX = "CTH01_"
@@ -147,6 +157,12 @@ def load_config(file: str | Path | None = None, *, env: dict[str, str] | None = 
     except msgspec.ValidationError as exc:
         raise ConfigError("config", str(exc), ", ".join(sorted(set(origins.values())))
                           or "defaults") from None
+    try:
+        ZoneInfo(config.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("timezone", f"{config.timezone!r} is not an IANA time zone "
+                          f"(e.g. UTC, Europe/Berlin)", origins.get("timezone", "default")
+                          ) from None
     for name, ok, reason in (
             ("port", 0 <= config.port <= 65535, "must be 0-65535"),
             ("fleet_devices", config.fleet_devices >= 0, "must be ≥ 0"),
@@ -154,6 +170,8 @@ def load_config(file: str | Path | None = None, *, env: dict[str, str] | None = 
             ("downlink_max_attempts", config.downlink_max_attempts >= 1, "must be ≥ 1"),
             ("batch_max", config.batch_max >= 1, "must be ≥ 1"),
             ("log_format", config.log_format in ("json", "console"), "json or console"),
+            ("mqtt_protocol", config.mqtt_protocol in ("5", "3.1.1"), "5 or 3.1.1"),
+            ("ha_energy_unit", config.ha_energy_unit in ("Wh", "kWh"), "Wh or kWh"),
             ("log_level", config.log_level in ("debug", "info", "warning", "error"),
              "debug, info, warning or error")):
         if not ok:

@@ -19,6 +19,7 @@ Must never: send anything (the service does) or touch storage.
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,8 @@ import msgspec
 from cth01.protocol import EncodeError
 from cth01.protocol import commands as _commands
 from cth01.protocol.commands import Downlink, echo_identifier
+from cth01.protocol.schema import Dialect, Flags, Nibbles, Num, Text
+from cth01.protocol.table import COMMANDS as _TABLE
 
 _QUERY_EXPECTS = {
     "config_query": lambda item: f"cfg:{item.identifier}",
@@ -66,16 +69,93 @@ def catalogue() -> dict[str, Callable[..., Downlink]]:
 COMMANDS = catalogue()
 
 
+# -- parameter ranges, read from the command table -----------------------------------------
+# A builder `set_x` builds the table's command `x`; these build another one.
+_BUILDS = {"set_daylight_saving": "daylight_saving_time",
+           "set_current_interface": "current_interface_a",
+           "query_history_point": "history_query_point",
+           "query_history_range": "history_query_range",
+           "stop_history_query": "history_query_stop", "query_thresholds": "threshold_query",
+           "check_sequence_number": "sequence_number_check", "check_order": "order_check",
+           "query_config": "config_query", "set_time": "set_time"}
+# (builder, parameter) -> the table field(s) it fills, where the names differ; a list is a
+# tuple parameter (one field per element)
+_FIELDS: dict[tuple[str, str], Any] = {
+    ("set_reporting_interval", "seconds"): ("reporting_interval_seconds", "seconds"),
+    ("set_collection_interval", "seconds"): ("collection_interval_seconds", "seconds"),
+    ("set_voltage_threshold", "phase"): (None, "channel"),
+    ("set_thdv_threshold", "phase"): (None, "channel"),
+    ("set_daylight_saving", "start"): [(None, f"start_{f}")
+                                       for f in ("month", "week", "weekday", "minute")],
+    ("set_daylight_saving", "end"): [(None, f"end_{f}")
+                                     for f in ("month", "week", "weekday", "minute")],
+    ("set_current_interface", "ct_ranges"): [(None, f"ct_range_{k}") for k in (1, 2, 3)],
+}
+_TABLE_FIELDS: dict[str, dict[str, Num | Flags | Text]] = {}
+for _cmd in _TABLE:  # firmware layouts win over guide-only ones of the same name
+    if _cmd.is_downlink() and (_cmd.name not in _TABLE_FIELDS
+                               or Dialect.FIRMWARE in _cmd.dialects):
+        _TABLE_FIELDS[_cmd.name] = {
+            f.name: f for spec in _cmd.fields
+            for f in ((spec.high, spec.low) if isinstance(spec, Nibbles) else (spec,))
+            if isinstance(f, Num | Flags | Text)}
+
+
+def _number(value: float, scale: int) -> int | float:
+    return round(value, len(str(scale)) - 1) if scale != 1 else int(value)
+
+
+def _field_range(spec: Num | Flags | Text) -> dict[str, Any]:
+    """What the table allows for one field: min/max/step/unit, choices, or text length."""
+    if isinstance(spec, Flags):
+        return {"choices": [b for b in spec.bits if b is not None], "multiple": True}
+    if isinstance(spec, Text):
+        out: dict[str, Any] = {"max_length": spec.max_length or spec.size}
+        return {**out, "ascii_only": True} if spec.ascii_only else out
+    if spec.enum is not None:
+        values = list(spec.enum.values())
+        return {} if values == [False, True] else {"choices": values}
+    if spec.choices is not None:
+        return {"choices": sorted(spec.engineering(c) for c in spec.choices),
+                **({"unit": spec.unit} if spec.unit else {})}
+    if spec.time:
+        return {"unit": "s"}
+    lo, hi = spec.raw_bounds()
+    out = {"min": _number(spec.engineering(lo), spec.scale),
+           "max": _number(spec.engineering(hi), spec.scale)}
+    if spec.scale != 1:
+        out["step"] = 1 / spec.scale
+    return {**out, "unit": spec.unit} if spec.unit else out
+
+
+def _param_range(builder: str, param: str, hint: Any) -> dict[str, Any]:
+    """The allowed values of one builder parameter: Literal choices from its annotation, the
+    rest from the table field it fills (`items` for tuple parameters)."""
+    if typing.get_origin(hint) is typing.Literal:
+        return {"choices": list(typing.get_args(hint))}
+    command = _BUILDS.get(builder, builder.removeprefix("set_"))
+    target = _FIELDS.get((builder, param), (None, param))
+    if isinstance(target, list):
+        items = [_TABLE_FIELDS.get(command, {}).get(f) for _, f in target]
+        return {"items": [_field_range(f) if f else {} for f in items]}
+    fields = _TABLE_FIELDS.get(target[0] or command, {})
+    spec = fields.get(target[1])
+    return _field_range(spec) if spec is not None else {}
+
+
 def describe() -> list[dict[str, Any]]:
-    """The catalogue as JSON: name, summary and parameters (name, type, default)."""
+    """The catalogue as JSON: name, summary and parameters (name, type, default, and what the
+    table allows: min/max/step/unit, choices, max_length, or `items` per tuple element)."""
     out = []
     for name, fn in sorted(COMMANDS.items()):
         params = []
+        hints = typing.get_type_hints(fn, vars(_commands))
         for p in inspect.signature(fn).parameters.values():
             params.append({"name": p.name, "type": str(p.annotation),
                            "required": p.default is inspect.Parameter.empty,
                            **({} if p.default is inspect.Parameter.empty
-                              else {"default": p.default})})
+                              else {"default": p.default}),
+                           **_param_range(name, p.name, hints.get(p.name))})
         doc = (inspect.getdoc(fn) or "").split("\n\n")[0]
         out.append({"command": name, "summary": doc, "parameters": params})
     return out

@@ -64,8 +64,11 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 class NetworkEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A non-uplink event that matters to the hub: `kind` is "join", "ack" (a confirmed
     downlink was acknowledged, `ok` False for a nack), "txack" (the gateway sent a downlink),
-    "status", "downlink_failed" or "log"; `reference` the network's id of the downlink
-    (ChirpStack queueItemId, TTS correlation id) when there is one."""
+    "queued" (TTS took a downlink into its queue), "status", "downlink_failed", "log",
+    "location" (the network resolved the device's position) or "integration" (a ChirpStack
+    integration's own event); `reference` the hub's id of the downlink it is about (the
+    ChirpStack queue item id, the hub's TTS correlation id) when there is one; `detail` a
+    readable account (the network's error, the nack, the position...)."""
 
     source: str
     kind: str
@@ -150,7 +153,11 @@ def _counter(value: Any) -> int | None:
 
 # --- ChirpStack v4 ----------------------------------------------------------------------------
 
-CHIRPSTACK_EVENTS = ("up", "join", "ack", "txack", "status", "log")
+CHIRPSTACK_EVENTS = ("up", "join", "ack", "txack", "status", "log", "location", "integration")
+# LogEvent codes (integration.proto LogCode) of an error about a downlink; when ChirpStack dropped
+# the device-queue item (payload size, frame counter, expiry) the item is context.queue_item_id
+_CHIRPSTACK_DOWNLINK_CODES = frozenset({"DOWNLINK_PAYLOAD_SIZE", "DOWNLINK_CODEC",
+                                        "DOWNLINK_GATEWAY", "F_CNT_DOWN", "EXPIRED"})
 
 
 def chirpstack_event(topic: str) -> str | None:
@@ -163,11 +170,18 @@ def chirpstack_event(topic: str) -> str | None:
     return None
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def parse_chirpstack(body: bytes | str | dict[str, Any], *, event: str = "up",
                      topic: str = "", source: str = "chirpstack") -> Envelope | NetworkEvent:
     """One ChirpStack v4 integration event (MQTT or HTTP `?event=up`) as an Envelope (`up`) or
-    NetworkEvent (`join`, `ack`, `txack`, `status`, `log`). A `log` event of level ERROR about a
-    downlink becomes "downlink_failed"."""
+    a NetworkEvent of the event's own kind (`join`, `ack`, `txack`, `status`, `log`,
+    `location`, `integration`). An `ack` with `acknowledged` false is a nack of the queue
+    item `queueItemId`; a `log` of level ERROR about a downlink (a DOWNLINK_* code, F_CNT_DOWN,
+    EXPIRED, or any with `context.queue_item_id`) becomes "downlink_failed" with that item as
+    its reference. Another event type is a MessageError."""
     doc = _object(body, source=source, topic=topic)
     info = doc.get("deviceInfo")
     if not isinstance(info, dict):
@@ -182,33 +196,54 @@ def parse_chirpstack(body: bytes | str | dict[str, Any], *, event: str = "up",
             doc.get("data"), source=source, topic=topic, field="data", dev_eui=eui)
         f_cnt = _counter(doc.get("fCnt"))
         dedup = doc.get("deduplicationId")
-        key = uplink_key(eui, f_cnt, received_at, payload)
-        if isinstance(dedup, str) and dedup:
-            key = uplink_key(eui, None, 0.0, dedup.encode())
+        key = (uplink_key(eui, None, 0.0, dedup.encode()) if isinstance(dedup, str) and dedup
+               else uplink_key(eui, f_cnt, received_at, payload))
         return Envelope(source=source, dev_eui=eui, received_at=received_at, f_port=f_port,
                         f_cnt=f_cnt, payload=payload, key=key, network=network)
     if event not in CHIRPSTACK_EVENTS:
         raise MessageError(f"unknown event type {event!r}", source=source, topic=topic,
                            dev_eui=eui)
     t = parse_time(doc.get("time"), source=source, topic=topic, field="time")
-    reference = doc.get("queueItemId")
-    reference = reference if isinstance(reference, str) else None
+    reference = _text(doc.get("queueItemId"))
+    kind, ok, detail = event, True, ""
     if event == "ack":
-        return NetworkEvent(source=source, kind="ack", dev_eui=eui, time=t,
-                            ok=bool(doc.get("acknowledged", False)), reference=reference,
-                            network=network)
-    if event == "log":
-        level, code = str(doc.get("level", "INFO")), str(doc.get("code", ""))
-        failed = level == "ERROR" and "DOWNLINK" in code.upper()
-        return NetworkEvent(source=source, kind="downlink_failed" if failed else "log",
-                            dev_eui=eui, time=t, ok=not failed, reference=reference,
-                            detail=f"{level} {code}: {doc.get('description', '')}".strip(),
-                            network=network)
-    detail = ""
-    if event == "status":
+        ok = doc.get("acknowledged") is True
+        if not ok:
+            detail = (f"not acknowledged by the device (ChirpStack ack event, fCntDown "
+                      f"{doc.get('fCntDown', 0)})")
+    elif event == "txack":
+        detail = f"sent by gateway {doc.get('gatewayId', '?')} (fCntDown {doc.get('fCntDown', 0)})"
+    elif event == "log":
+        level, code = str(doc.get("level", "INFO")), str(doc.get("code", "UNKNOWN"))
+        context = doc.get("context")
+        context = context if isinstance(context, dict) else {}
+        reference = reference or _text(context.get("queue_item_id"))
+        if level == "ERROR" and (code in _CHIRPSTACK_DOWNLINK_CODES
+                                 or code.startswith("DOWNLINK") or reference is not None):
+            kind, ok = "downlink_failed", False
+        detail = " ".join(filter(None, (f"ChirpStack {level} {code}:",
+                                        str(doc.get("description", "")),
+                                        ", ".join(f"{k}={v}" for k, v in context.items()
+                                                  if k != "queue_item_id"))))
+    elif event == "status":
         detail = f"margin {doc.get('margin')} dB"
-    return NetworkEvent(source=source, kind=event, dev_eui=eui, time=t, reference=reference,
-                        detail=detail, network=network)
+        if doc.get("externalPowerSource"):
+            detail += ", external power"
+        elif isinstance(doc.get("batteryLevel"), (int, float)):
+            detail += f", battery {doc['batteryLevel']} %"
+    elif event == "location":
+        loc = doc.get("location")
+        if not isinstance(loc, dict):
+            raise MessageError("missing location", source=source, topic=topic, dev_eui=eui)
+        detail = (f"{loc.get('latitude')}, {loc.get('longitude')}, altitude "
+                  f"{loc.get('altitude', 0)} m ({loc.get('source', 'UNKNOWN')}, accuracy "
+                  f"{loc.get('accuracy', 0)} m)")
+    elif event == "integration":
+        detail = f"{doc.get('integrationName', '?')} {doc.get('eventType', '?')}"
+    elif event == "join":
+        detail = f"devAddr {doc.get('devAddr', '?')}"
+    return NetworkEvent(source=source, kind=kind, dev_eui=eui, time=t, ok=ok,
+                        reference=reference, detail=detail, network=network)
 
 
 def chirpstack_downlink(dev_eui: str, payload: bytes, f_port: int, *,
@@ -224,22 +259,49 @@ def chirpstack_downlink(dev_eui: str, payload: bytes, f_port: int, *,
 
 # --- The Things Stack v3 ----------------------------------------------------------------------
 
-TTS_EVENTS = ("up", "join", "down/ack", "down/nack", "down/sent", "down/failed")
+TTS_EVENTS = ("up", "join", "down/queued", "down/sent", "down/ack", "down/nack", "down/failed")
+# what the hub publishes (downlink queue operations), not events: never parsed as messages
+TTS_COMMANDS = ("down/push", "down/replace")
+# The hub tags each downlink it pushes with the correlation id `cth01:downlink:<reference>`;
+# TTS carries it in every later event about that downlink (queued, sent, ack, nack, failed).
+TTS_CORRELATION_PREFIX = "cth01:downlink:"
+# event -> (NetworkEvent kind, ok, the field of the ApplicationUp message that carries it)
+_TTS_KINDS = {"join": ("join", True, "join_accept"),
+              "down/queued": ("queued", True, "downlink_queued"),
+              "down/sent": ("txack", True, "downlink_sent"),
+              "down/ack": ("ack", True, "downlink_ack"),
+              "down/nack": ("ack", False, "downlink_nack"),
+              "down/failed": ("downlink_failed", False, "downlink_failed")}
 
 
 def tts_event(topic: str) -> tuple[str, str, str] | None:
-    """(application id with `@tenant`, device id, event) of a TTS v3 topic
-    (`v3/{app}@{tenant}/devices/{device}/{event...}`), or None."""
+    """(application id with `@tenant`, device id, event) of a TTS v3 event topic
+    (`v3/{app}@{tenant}/devices/{device}/{event...}`), or None for another topic — including
+    the downlink queue topics the hub itself publishes to (`down/push`, `down/replace`)."""
     parts = topic.split("/")
     if len(parts) >= 5 and parts[0] == "v3" and parts[2] == "devices":
-        return parts[1], parts[3], "/".join(parts[4:])
+        event = "/".join(parts[4:])
+        return None if event in TTS_COMMANDS else (parts[1], parts[3], event)
+    return None
+
+
+def _tts_reference(*lists: Any) -> str | None:
+    """The hub's reference in the first correlation id list that has one."""
+    for ids in lists:
+        if isinstance(ids, list):
+            for cid in ids:
+                if isinstance(cid, str) and cid.startswith(TTS_CORRELATION_PREFIX):
+                    return cid[len(TTS_CORRELATION_PREFIX):]
     return None
 
 
 def parse_tts(body: bytes | str | dict[str, Any], *, event: str = "up", topic: str = "",
               source: str = "tts") -> Envelope | NetworkEvent:
     """One The Things Stack v3 message (MQTT `up`, `join`, `down/*`, or a webhook body, which
-    carries the same JSON) as an Envelope or a NetworkEvent."""
+    carries the same JSON) as an Envelope or a NetworkEvent: `down/queued` "queued",
+    `down/sent` "txack", `down/ack` and `down/nack` "ack" (`ok` False for the nack),
+    `down/failed` "downlink_failed" with the network's error as detail; the reference is the
+    hub's own (`TTS_CORRELATION_PREFIX`), found in the downlink's correlation ids."""
     doc = _object(body, source=source, topic=topic)
     ids = doc.get("end_device_ids")
     if not isinstance(ids, dict):
@@ -252,8 +314,6 @@ def parse_tts(body: bytes | str | dict[str, Any], *, event: str = "up", topic: s
         network["topic_application"] = parts[0]
     if isinstance(app, dict) and isinstance(app.get("application_id"), str):
         network["application_id"] = app["application_id"]
-    correlation = doc.get("correlation_ids")
-    reference = correlation[0] if isinstance(correlation, list) and correlation else None
     if event == "up" or "uplink_message" in doc:
         up = doc.get("uplink_message")
         if not isinstance(up, dict):
@@ -269,19 +329,38 @@ def parse_tts(body: bytes | str | dict[str, Any], *, event: str = "up", topic: s
         return Envelope(source=source, dev_eui=eui, received_at=received_at, f_port=f_port,
                         f_cnt=f_cnt, payload=payload,
                         key=uplink_key(eui, f_cnt, received_at, payload), network=network)
-    t = parse_time(doc.get("received_at"), source=source, topic=topic, field="received_at")
-    kind = {"join": "join", "down/ack": "ack", "down/nack": "ack", "down/sent": "txack",
-            "down/failed": "downlink_failed"}.get(event)
-    if kind is None:
+    if event not in _TTS_KINDS:
         raise MessageError(f"unknown event type {event!r}", source=source, topic=topic,
                            dev_eui=eui)
-    return NetworkEvent(source=source, kind=kind, dev_eui=eui, time=t,
-                        ok=event not in ("down/nack", "down/failed"), reference=reference,
-                        network=network)
+    t = parse_time(doc.get("received_at"), source=source, topic=topic, field="received_at")
+    kind, ok, field = _TTS_KINDS[event]
+    message = doc.get(field)
+    message = message if isinstance(message, dict) else {}
+    downlink = message.get("downlink", message) if event == "down/failed" else message
+    reference = _tts_reference(downlink.get("correlation_ids") if isinstance(downlink, dict)
+                               else None, doc.get("correlation_ids"))
+    detail = ""
+    if event == "down/nack":
+        detail = "not acknowledged by the device (TTS down/nack)"
+    elif event == "down/failed":
+        error = message.get("error")
+        error = error if isinstance(error, dict) else {}
+        name = ":".join(str(error[k]) for k in ("namespace", "name") if error.get(k))
+        detail = " ".join(filter(None, ("TTS down/failed:", name,
+                                        str(error.get("message_format", "")))))
+    elif event == "join":
+        detail = f"dev_addr {ids.get('dev_addr', '?')}"
+    return NetworkEvent(source=source, kind=kind, dev_eui=eui, time=t, ok=ok,
+                        reference=reference, detail=detail, network=network)
 
 
-def tts_downlink(payload: bytes, f_port: int, *, confirmed: bool = False) -> bytes:
-    """A TTS v3 `down/push` message."""
-    return msgspec.json.encode({"downlinks": [{
+def tts_downlink(payload: bytes, f_port: int, *, confirmed: bool = False,
+                 reference: str | None = None) -> bytes:
+    """A TTS v3 `down/push` message; `reference` becomes the correlation id
+    `cth01:downlink:<reference>` that later down/* events carry."""
+    downlink: dict[str, Any] = {
         "f_port": f_port, "frm_payload": base64.b64encode(payload).decode("ascii"),
-        "priority": "NORMAL", "confirmed": confirmed}]})
+        "priority": "NORMAL", "confirmed": confirmed}
+    if reference is not None:
+        downlink["correlation_ids"] = [TTS_CORRELATION_PREFIX + reference]
+    return msgspec.json.encode({"downlinks": [downlink]})

@@ -1,7 +1,8 @@
-"""The running hub: sources in, one ingest worker, downlinks, backfill, notifications.
+"""The running hub: sources in, one ingest pipeline, downlinks, backfill, notifications.
 
-Owns: the ingest worker thread (takes envelopes from every source, drops duplicates, runs the
-pipeline, writes one transaction per batch, and only then acknowledges: MQTT PUBACK, HTTP 200),
+Owns: ingest in two threads — the worker takes envelopes from every source, drops duplicates
+and runs the pipeline; the writer commits one transaction per batch, in order, and only then
+acknowledges (MQTT PUBACK, HTTP 200) — so the next batch is prepared while one is committed;
 the downlink loop (send queued downlinks through the device's own network, resend on timeout,
 bounded), the backfill loop (gaps -> history range queries), alarm notifications, metrics, and
 the life cycle (`start` / `stop`).
@@ -101,10 +102,16 @@ class Hub:
         self.clock = clock
         self.pipeline = Pipeline()
         self.metrics = Metrics()
+        self._received: dict[str, Any] = {}  # source -> its received counter
         self.sources: dict[str, Source] = {}
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
+        # prepared batches waiting for the writer (bounded: back-pressure on stage 1)
+        self._writes: queue.Queue[tuple[list[_Work], Batch] | None] = queue.Queue(maxsize=2)
+        self._inflight: set[int] = set()  # dedup keys of prepared, not yet committed uplinks
+        self._inflight_lock = threading.Lock()
         self._stopping = threading.Event()
         self.last_history_at: dict[str, float] = {}  # device -> when its last record came
         self._tasks: list[asyncio.Task[Any]] = []
@@ -122,7 +129,9 @@ class Hub:
     def start(self) -> None:
         """Start the ingest worker and every source (not the async loops: `run_loops`)."""
         self._worker = threading.Thread(target=self._work, name="cth01-ingest", daemon=True)
+        self._writer = threading.Thread(target=self._write, name="cth01-writer", daemon=True)
         self._worker.start()
+        self._writer.start()
         for source in self._unique_sources():
             source.start(self)
 
@@ -142,14 +151,20 @@ class Hub:
                 log.warning("source_stop_failed", source=source.names, error=str(exc))
         self._stopping.set()
         self._queue.put(None)
-        if self._worker is not None:
-            self._worker.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for thread in (self._worker, self._writer):
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     # -- submitting (any thread) --------------------------------------------------------------
 
     def submit(self, envelope: Envelope, done: Callable[[], None] | None = None) -> None:
         """Queue an uplink; `done()` is called once it is durably stored (or was already)."""
-        self.metrics.received.labels(envelope.source).inc()
+        received = self._received.get(envelope.source)
+        if received is None:
+            received = self._received[envelope.source] = self.metrics.received.labels(
+                envelope.source)
+        received.inc()
         self._queue.put(_Work(envelope=envelope, done=done, submitted_at=time.monotonic()))
 
     def submit_dead(self, letter: DeadLetter, done: Callable[[], None] | None = None) -> None:
@@ -201,37 +216,57 @@ class Hub:
         return items
 
     def _work(self) -> None:
+        """Stage 1: take a batch, drop duplicates, run the pipeline; hand it to the writer.
+        The next batch is prepared while the writer commits this one (with PostgreSQL the
+        commit is mostly waiting for the server)."""
         while True:
             items = self._take()
             if items is None:
+                self._writes.put(None)
                 return
             self.metrics.queue.set(self._queue.qsize())
-            delay, prepared = 0.2, None
-            while True:
-                try:
-                    if prepared is None:
-                        prepared = self._prepare(items)
-                    result = self.store.write(prepared, now=self.clock())
-                    break
-                except StoreError as exc:
-                    self.metrics.store_errors.labels(str(exc.transient).lower()).inc()
-                    log.error("store_failed", operation=exc.operation, error=str(exc),
-                              transient=exc.transient, retry_in_s=delay)
-                except Exception as exc:  # a bug must not kill ingest: log, keep the data
-                    log.exception("ingest_failed", error=repr(exc))
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+            batch = self._retrying(lambda items=items: self._prepare(items))
+            self._writes.put((items, batch))
+
+    def _write(self) -> None:
+        """Stage 2: commit each prepared batch in order, then acknowledge its messages."""
+        while (job := self._writes.get()) is not None:
+            items, batch = job
+            result = self._retrying(lambda batch=batch: self.store.write(batch,
+                                                                         now=self.clock()))
+            with self._inflight_lock:
+                self._inflight.difference_update(env.key for env, _, _ in batch.uplinks)
             self._after(items, result)
 
+    def _retrying(self, step: Callable[[], Any]) -> Any:
+        """Run one store step until it succeeds: a database failure keeps the data and
+        retries with backoff (nothing is acknowledged meanwhile)."""
+        delay = 0.2
+        while True:
+            try:
+                return step()
+            except StoreError as exc:
+                self.metrics.store_errors.labels(str(exc.transient).lower()).inc()
+                log.error("store_failed", operation=exc.operation, error=str(exc),
+                          transient=exc.transient, retry_in_s=delay)
+            except Exception as exc:  # a bug must not kill ingest: log, keep the data
+                log.exception("ingest_failed", error=repr(exc))
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
     def _prepare(self, items: list[_Work]) -> Batch:
-        """Drop stored duplicates and run the pipeline: the batch to commit."""
+        """Drop duplicates (stored, or in a batch still being written) and run the pipeline:
+        the batch to commit."""
         envelopes = [w.envelope for w in items if w.envelope is not None]
         new, duplicates = self.store.new_envelopes(envelopes) if envelopes else ([], 0)
-        self.metrics.duplicates.inc(duplicates)
-        for env in new:
+        with self._inflight_lock:
+            fresh = [env for env in new if env.key not in self._inflight]
+            self._inflight.update(env.key for env in fresh)
+        self.metrics.duplicates.inc(duplicates + len(new) - len(fresh))
+        for env in fresh:
             if not self.pipeline.known(env.dev_eui):
                 self.pipeline.prime(env.dev_eui, self.store.energy_state(env.dev_eui))
-        batch = self.pipeline.process(new)
+        batch = self.pipeline.process(fresh)
         batch.dead_letters += [w.dead for w in items if w.dead is not None]
         for w in items:
             if w.event is not None and w.event.kind == "join":
@@ -377,5 +412,6 @@ class Hub:
         return {"status": "ok" if db == "ok" else "degraded", "database": db,
                 "engine": self.store.engine, "queue": self._queue.qsize(),
                 "stored_uplinks": self.stored_total,
-                "worker_alive": bool(self._worker and self._worker.is_alive()),
+                "worker_alive": all(t is not None and t.is_alive()
+                                    for t in (self._worker, self._writer)),
                 "sources": sorted(self.sources), "time": self.clock()}
