@@ -95,6 +95,9 @@ def publish(port: int, frames: list[tuple[str, str, float]], n: int, rate: float
         k = i % len(frames)
         body = event(*frames[k][:2], i, time.time()) if bodies is None else bodies[i]
         infos.append(client.publish(topics[k], body, qos=1))
+        if len(infos) % 20_000 == 0:  # paho has 65,535 message ids: let the broker catch up
+            for info in infos[-20_000:]:
+                info.wait_for_publish(60)
     for info in infos:
         info.wait_for_publish(60)
     client.disconnect()

@@ -31,6 +31,17 @@ VENDOR_DIR = STATIC_DIR / "vendor"
 #: The vendored files the pages load (`make vendor`), by the pages that need them.
 VENDOR_FILES = {"history": ("uPlot.iife.min.js", "uPlot.min.css")}
 _EUI = re.compile(r"[0-9a-fA-F]{16}")
+#: (path, template, title): every page of the dashboard.
+PAGES = (
+    ("/", "overview", "Fleet"),
+    ("/login", "login", "Sign in"),
+    ("/devices/{dev_eui}", "device", "Device {eui}"),
+    ("/devices/{dev_eui}/history", "history", "History {eui}"),
+    ("/devices/{dev_eui}/config", "config", "Configuration {eui}"),
+    ("/alarms", "alarms", "Alarms"),
+    ("/templates", "templates", "Configuration templates"),
+    ("/reports/energy", "report", "Energy report"),
+)
 # The pages' own policy: scripts only from here; styles may be set inline (uPlot positions its
 # cursor and legend with style attributes); images from data:/blob: (PNG export).
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -73,43 +84,20 @@ def mount_web(app: FastAPI) -> None:
             raise HTTPException(404, f"not a DevEUI: {dev_eui!r} (16 hex digits)")
         return dev_eui.lower()
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def overview_page(request: Request) -> HTMLResponse:
-        """The fleet: every device with its status, power, energy, alarms, completeness."""
-        return page(request, "overview", "Fleet")
+    def route(path: str, name: str, title: str) -> None:
+        if "{dev_eui}" in path:  # a device's page: under "Fleet" in the navigation
+            async def device_page(request: Request, dev_eui: str) -> HTMLResponse:
+                eui = device_eui(dev_eui)
+                return page(request, name, title.format(eui=eui), nav="overview", eui=eui)
+            handler: Any = device_page
+        else:
+            async def fleet_page(request: Request) -> HTMLResponse:
+                return page(request, name, title)
+            handler = fleet_page
+        app.add_api_route(path, handler, methods=["GET"], response_class=HTMLResponse,
+                          include_in_schema=False, name=f"{name}_page")
 
-    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
-    async def login_page(request: Request) -> HTMLResponse:
-        return page(request, "login", "Sign in")
-
-    @app.get("/devices/{dev_eui}", response_class=HTMLResponse, include_in_schema=False)
-    async def device_page(request: Request, dev_eui: str) -> HTMLResponse:
-        eui = device_eui(dev_eui)
-        return page(request, "device", f"Device {eui}", nav="overview", eui=eui)
-
-    @app.get("/devices/{dev_eui}/history", response_class=HTMLResponse,
-             include_in_schema=False)
-    async def history_page(request: Request, dev_eui: str) -> HTMLResponse:
-        eui = device_eui(dev_eui)
-        return page(request, "history", f"History {eui}", nav="overview", eui=eui)
-
-    @app.get("/devices/{dev_eui}/config", response_class=HTMLResponse,
-             include_in_schema=False)
-    async def config_page(request: Request, dev_eui: str) -> HTMLResponse:
-        eui = device_eui(dev_eui)
-        return page(request, "config", f"Configuration {eui}", nav="overview", eui=eui)
-
-    @app.get("/alarms", response_class=HTMLResponse, include_in_schema=False)
-    async def alarms_page(request: Request) -> HTMLResponse:
-        return page(request, "alarms", "Alarms")
-
-    @app.get("/templates", response_class=HTMLResponse, include_in_schema=False)
-    async def templates_page(request: Request) -> HTMLResponse:
-        return page(request, "templates", "Configuration templates")
-
-    @app.get("/reports/energy", response_class=HTMLResponse, include_in_schema=False)
-    async def report_page(request: Request) -> HTMLResponse:
-        return page(request, "report", "Energy report")
-
+    for path, name, title in PAGES:
+        route(path, name, title)
 
 __all__ = ["missing_vendor_files", "mount_web"]
