@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -1367,6 +1367,8 @@ class PostgresStore(Store):
 
         self._psycopg = psycopg
         self._types: dict[str, dict[str, str]] = {}  # table -> column -> PostgreSQL type
+        # INSERT ... VALUES text -> (its array form, one Python cast per column)
+        self._arrays: dict[str, tuple[str, list[Callable[[Any], Any]]]] = {}
         self.url = url
         self.pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=False,
                                    kwargs={"autocommit": False}, configure=_no_jit)
@@ -1395,24 +1397,21 @@ class PostgresStore(Store):
         """Many rows of one INSERT as one statement over arrays (`unnest`): executemany costs
         a statement per row, 10x slower at ingest batch sizes. Rows that would hit the same
         conflict key twice (which one statement may not do) keep the row-by-row form."""
-        shape = _INSERT.fullmatch(sql) if len(rows) > 1 else None
-        if shape is None:
+        shape = _insert_shape(sql) if len(rows) > 1 else None
+        if shape is None or (shape.key is not None and len(
+                {tuple(r[k] for k in shape.key) for r in rows}) < len(rows)):
             super()._many(cur, sql, rows)
             return
-        table, columns, rest = shape[1], [c.strip() for c in shape[2].split(",")], shape[3]
-        conflict = _CONFLICT.search(rest)
-        if conflict and "DO UPDATE" in rest:
-            key = [columns.index(c.strip()) for c in conflict[1].split(",")]
-            if len({tuple(r[k] for k in key) for r in rows}) < len(rows):
-                super()._many(cur, sql, rows)
-                return
-        types = self._column_types(cur, table)
-        arrays = [[None if v is None else cast(v) for v in values]
-                  for values, cast in zip(zip(*rows, strict=True),
-                                          (_CASTS[types[c]] for c in columns), strict=True)]
-        unnest = ", ".join(f"%b::{types[c]}[]" for c in columns)  # binary: no quoting
-        cur.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM "
-                    f"unnest({unnest}){rest}", arrays)
+        statement = self._arrays.get(sql)
+        if statement is None:
+            types = self._column_types(cur, shape.table)
+            unnest = ", ".join(f"%b::{types[c]}[]" for c in shape.columns)  # binary arrays
+            statement = self._arrays[sql] = (
+                f"INSERT INTO {shape.table} ({', '.join(shape.columns)}) SELECT * FROM "
+                f"unnest({unnest}){shape.rest}", [_CASTS[types[c]] for c in shape.columns])
+        text, casts = statement
+        cur.execute(text, [[None if v is None else cast(v) for v in values]
+                           for values, cast in zip(zip(*rows, strict=True), casts, strict=True)])
 
     def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(?)", [list(values)]  # one array: one plan for any length
@@ -1434,6 +1433,26 @@ class PostgresStore(Store):
 
 _INSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES \([?%s, ]+\)(.*)", re.S)
 _CONFLICT = re.compile(r"ON CONFLICT \(([\w, ]+)\)")
+
+
+class _InsertShape(NamedTuple):
+    table: str
+    columns: tuple[str, ...]
+    rest: str  # what follows VALUES (...): the ON CONFLICT clause
+    key: tuple[int, ...] | None  # positions of the conflict key when it updates
+
+
+@lru_cache(maxsize=512)
+def _insert_shape(sql: str) -> _InsertShape | None:
+    """An INSERT ... VALUES statement taken apart (None for any other statement)."""
+    m = _INSERT.fullmatch(sql)
+    if m is None:
+        return None
+    columns = tuple(c.strip() for c in m[2].split(","))
+    conflict = _CONFLICT.search(m[3])
+    key = (tuple(columns.index(c.strip()) for c in conflict[1].split(","))
+           if conflict and "DO UPDATE" in m[3] else None)
+    return _InsertShape(m[1], columns, m[3], key)
 # one Python type per array, as psycopg's binary arrays need (a float column may get an int)
 _CASTS: dict[str, Callable[[Any], Any]] = {
     "int2": int, "int4": int, "int8": int, "float8": float, "text": str, "bytea": bytes,
