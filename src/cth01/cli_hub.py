@@ -40,7 +40,7 @@ def build(config: HubConfig) -> Any:
     """Store, hub, sources and listeners, ready to start. Returns the hub."""
     from .hub.notify import AlarmNotifier, HomeAssistant
     from .hub.service import Hub
-    from .hub.sources import FleetSource, MqttSource
+    from .hub.sources import FleetSource, MqttSource, WebhookDownlinks
     from .hub.store import open_store
 
     kwargs = {"durable": True} if config.sqlite_durable and "://" not in config.db else {}
@@ -56,6 +56,7 @@ def build(config: HubConfig) -> Any:
                           client_id=config.mqtt_client_id, username=config.mqtt_username,
                           password=config.mqtt_password, protocol=config.mqtt_protocol)
         hub.add_source(mqtt)
+    hub.add_source(WebhookDownlinks(mqtt))  # the API's webhooks are always there
     if fleet is not None:
         hub.add_source(fleet)
     if config.admin_token:

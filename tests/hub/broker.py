@@ -159,14 +159,15 @@ class Subscriber:
 
 class WebhookServer:
     """A real HTTP server (http.server in a thread) on 127.0.0.1:`port` that records every POST
-    as (path, parsed JSON body, status answered). `statuses` are answered in turn (then 200);
-    while `hold` is clear, requests wait (a server that hangs). `start()` / `stop()` can be
-    called again: a server that is down, then comes back on the same port."""
+    as (path, parsed JSON body, status answered) and its headers. `statuses` are answered in
+    turn (then 200); while `hold` is clear, requests wait (a server that hangs). `start()` /
+    `stop()` can be called again: a server that is down, then comes back on the same port."""
 
     def __init__(self, port: int | None = None, statuses: list[int] | None = None) -> None:
         self.port = port or free_port()
         self.statuses = list(statuses or [])
         self.requests: list[tuple[str, object, int]] = []
+        self.headers: list[dict[str, str]] = []  # each request's headers (names lower case)
         self.hold = threading.Event()
         self.hold.set()
         self._lock = threading.Lock()
@@ -187,6 +188,7 @@ class WebhookServer:
                 with owner._lock:
                     status = owner.statuses.pop(0) if owner.statuses else 200
                     owner.requests.append((self.path, json.loads(body), status))
+                    owner.headers.append({k.lower(): v for k, v in self.headers.items()})
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -240,10 +242,10 @@ class HubThread:
             if hasattr(source, "wait_connected") and not source.wait_connected(10):
                 raise RuntimeError("the hub did not connect to the broker")
 
-    def api(self, method: str, path: str, **kwargs):
+    def api(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs):
         return httpx.request(method, f"http://127.0.0.1:{self.hub.config.port}{path}",
-                             headers={"Authorization": f"Bearer {self.token}"}, timeout=10,
-                             **kwargs)
+                             headers={"Authorization": f"Bearer {self.token}",
+                                      **(headers or {})}, timeout=10, **kwargs)
 
     def stop(self) -> None:
         if self.server is not None:

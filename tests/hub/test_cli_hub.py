@@ -32,7 +32,7 @@ def test_demo_serves_the_dashboard_and_health_with_data_flowing_and_stops_on_ctr
                 pass
             time.sleep(0.3)
         assert health is not None and health["status"] == "ok", health
-        assert health["stored_uplinks"] > 4 and health["sources"] == ["fleet"]
+        assert health["stored_uplinks"] > 4 and health["sources"] == ["fleet", "http"]
         page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         devices = httpx.get(f"http://127.0.0.1:{port}/api/devices", timeout=5).json()

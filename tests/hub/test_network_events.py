@@ -30,7 +30,15 @@ from cth01.hub.envelope import (
 )
 from cth01.protocol import commands, encode_uplink, items
 
-from .broker import HubThread, PrivateBroker, Subscriber, db_rows, free_port, wait_until
+from .broker import (
+    HubThread,
+    PrivateBroker,
+    Subscriber,
+    WebhookServer,
+    db_rows,
+    free_port,
+    wait_until,
+)
 
 APP = "5f1c0c8e-7d0a-4c1e-9b8a-c7401f1ee7a1"
 EUI = "24e1240000000abc"
@@ -409,6 +417,56 @@ def test_tts_uplinks_are_stored_and_downlinks_go_out_on_down_push(broker, tts_hu
         assert metric(hub, "cth01_dead_letters_total", source="tts") == 0
     finally:
         network.close()
+
+
+def test_tts_webhook_devices_get_downlinks_through_the_push_url_it_announced(broker, tmp_path):
+    """A device heard only through TTS webhooks: TTS sends the downlink path with each message
+    (X-Downlink-Push, X-Downlink-Apikey); the hub pushes there with that key (kept out of the
+    database and the API), fails a downlink TTS refuses (4xx), and fails at once a downlink
+    for a device whose webhook gave no path."""
+    tts_api = WebhookServer(statuses=[200, 403]).start()
+    hub = HubThread(hub_config(tmp_path, broker), TOKEN)
+    push_path = f"/api/v3/as/applications/{TTS_APP}/webhooks/cth01/devices/{TTS_DEVICE}/down/push"
+    push_url = f"http://127.0.0.1:{tts_api.port}{push_path}"
+    key = "NNSXS.K3Y0FTHEWEBH00K.SECRETSECRETSECRET"
+    other = "24e1240000000abd"
+    db = str(tmp_path / "hub.db")
+    try:
+        r = hub.api("POST", "/api/uplinks/tts/up", content=tts_up(REPORT, 1, T0, EUI),
+                    headers={"X-Downlink-Push": push_url, "X-Downlink-Apikey": key,
+                             "X-Downlink-Replace": push_url.removesuffix("push") + "replace"})
+        assert r.status_code == 200, r.text
+        r = hub.api("POST", "/api/uplinks/tts/up", content=tts_up(REPORT, 1, T0, other))
+        assert r.status_code == 200, r.text
+        dev = hub.api("GET", f"/api/devices/{EUI}")
+        assert dev.json()["source"] == "http"
+        assert dev.json()["network"]["downlink_push"] == push_url
+        assert "SECRET" not in dev.text
+        assert not db_rows(db, "SELECT count(*) FROM device WHERE network LIKE '%SECRET%'")[0][0]
+
+        queued = queue(hub, EUI, "set_reporting_interval", minutes=5)
+        done = wait_until(lambda: (d := hub.api("GET", f"/api/downlinks/{queued['id']}")
+                                   .json())["status"] == "sent" and d, what="the downlink pushed")
+        (path, body, status), = tts_api.requests
+        assert (path, status) == (push_path, 200)
+        assert tts_api.headers[0]["authorization"] == f"Bearer {key}"
+        assert body == json.loads(tts_downlink(bytes.fromhex(queued["payload_hex"]), 85,
+                                               reference=done["reference"]))
+        assert body["downlinks"][0]["correlation_ids"] == [
+            TTS_CORRELATION_PREFIX + done["reference"]]
+
+        def failed(dl_id: int) -> str:
+            return wait_until(lambda: (d := hub.api("GET", f"/api/downlinks/{dl_id}").json())[
+                "status"] == "failed" and d["result"]["network"], what="the downlink failed")
+
+        refused = queue(hub, EUI, "set_reporting_interval", minutes=10)
+        assert "refused the downlink push (403)" in failed(refused["id"])
+        pathless = queue(hub, other, "set_reporting_interval", minutes=10)
+        assert "no downlink path" in failed(pathless["id"])
+        assert len(tts_api.requests) == 2
+    finally:
+        hub.stop()
+        tts_api.stop()
 
 
 def test_tts_nack_and_failed_fail_their_downlink(broker, tts_hub):

@@ -269,6 +269,22 @@ def test_alarm_changes_go_to_the_webhook_and_mqtt(broker, tmp_path):
         assert posted[2][1]["cleared_at"] == T0 + 60 and posted[2][1]["cleared_by"] == "device"
         alarm = hub.api("GET", "/api/alarms").json()
         assert [a["id"] for a in alarm] == [raised["id"]]
+
+        # a user's acknowledgement is a change too; a second one changes nothing
+        acked = hub.api("POST", f"/api/alarms/{raised['id']}/ack")
+        assert acked.status_code == 200 and acked.json()["change"] == "acknowledged"
+        assert hub.api("POST", f"/api/alarms/{raised['id']}/ack").json()["change"] is None
+        listener.publish(*cs_up(EUI, RAISE, 4, T0 + 120))  # a new alarm: the next change
+        posted = wait_until(lambda: len(webhook.requests) >= 5 and webhook.requests,
+                            what="the acknowledgement and the new alarm posted")
+        ack, new = posted[3][1], posted[4][1]
+        assert (ack["change"], ack["id"], ack["status"]) == ("acknowledged", raised["id"],
+                                                             "dismissed")
+        assert ack["acknowledged_by"] == acked.json()["acknowledged_by"] != ""
+        assert (new["change"], new["id"] != raised["id"]) == ("raised", True)
+        published = listener.wait("site/alarms/", count=5)
+        assert [json.loads(b)["change"] for _, b, _, _ in published[3:]] == [
+            "acknowledged", "raised"]
     finally:
         listener.close()
         hub.stop()

@@ -17,8 +17,8 @@ from cth01.hub import downlinks
 from cth01.hub.envelope import Envelope, uplink_key
 from cth01.hub.pipeline import Pipeline
 from cth01.hub.readings import CHANNEL_COLUMNS, DEVICE_COLUMNS, READING_COLUMNS
-from cth01.hub.schema import MIGRATIONS
-from cth01.hub.store import open_store
+from cth01.hub.schema import MIGRATIONS, migration_sql
+from cth01.hub.store import StoreError, open_store
 from cth01.protocol import GroupReading, HistoryRecord, Uplink, decode, encode_uplink, items
 
 from .conftest import HUB_FLEET_DEVICES, HUB_FLEET_SECONDS, HUB_FLEET_T0
@@ -148,6 +148,49 @@ def test_migrate_is_idempotent_and_creates_every_table(store):
     assert "c12_apparent_vah" in READING_COLUMNS
 
 
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_upgrade_from_the_first_release_keeps_readings(engine, request, tmp_path):
+    """A database written by the first schema is upgraded in place at start (migration 2
+    rebuilds SQLite's `reading`, migration 4 PostgreSQL's primary key): no reading is lost
+    and the key still refuses a second reading of a device at one time."""
+    url = str(tmp_path / "old.db") if engine == "sqlite" else request.getfixturevalue("pg_url")
+    rows = [(1, T + 600 * k, "live", 20.0 + k, 100.0 * k) for k in range(50)]
+    if engine == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(url)
+        place = "?"
+    else:
+        import psycopg
+
+        conn = psycopg.connect(url)
+        place = "%s"
+    with conn:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for statement in migration_sql(1, engine):
+            cur.execute(statement)
+        cur.execute("INSERT INTO schema_version (version) VALUES (1)")
+        cur.execute(f"INSERT INTO device (dev_eui) VALUES ({place})", (EUI,))
+        cur.executemany(f"INSERT INTO reading (device_id, ts, origin, temperature_c, "
+                        f"c3_active_power_w) VALUES ({', '.join([place] * 5)})", rows)
+    conn.close()
+
+    store = open_store(url)
+    try:
+        assert store.query("SELECT max(version) FROM schema_version")[0][0] == len(MIGRATIONS)
+        assert store.query("SELECT device_id, ts, origin, temperature_c, c3_active_power_w "
+                           "FROM reading ORDER BY ts") == rows
+        chart = store.readings(EUI, "active_power_w", channel=3, start=T, end=T + 600 * 49,
+                               points=50)
+        assert [p["mean"] for p in chart] == [r[4] for r in rows]
+        with pytest.raises(StoreError):
+            execmany(store, "INSERT INTO reading (device_id, ts, origin) VALUES (?, ?, 'x')",
+                     [(1, T)])
+    finally:
+        store.close()
+
+
 # --- ingest of a virtual fleet -----------------------------------------------------------------
 
 def test_fleet_ingest_dedup_and_values(store, hub_fleet_frames):
@@ -190,6 +233,27 @@ def test_fleet_ingest_dedup_and_values(store, hub_fleet_frames):
             three_phase_checked += sum(1 for ch in (1, 4, 7, 10) if by_channel.get(ch + 1,
                                                                                    0) is None)
     assert three_phase_checked > 0  # the fleet has three-phase groups (totals on channel 1/4/7/10)
+
+
+def test_device_keeps_its_newest_uplink_across_batches(store, hub_fleet_frames):
+    """last_seen / last_f_cnt / source come from a device's newest uplink, also when a later
+    batch brings older ones (a network redelivering late); several devices per batch."""
+    frames = hub_fleet_frames[:3]
+    euis = ["24e12400000000b1", "24e12400000000b2", "24e12400000000b3"]
+
+    def env(eui: str, t: float, f_cnt: int, source: str) -> Envelope:
+        payload = frames[euis.index(eui)].payload
+        return Envelope(source=source, dev_eui=eui, received_at=t, f_port=85, f_cnt=f_cnt,
+                        payload=payload, key=uplink_key(eui, f_cnt, t, payload))
+
+    ingest(store, [env(euis[0], T + 600, 10, "chirpstack"), env(euis[1], T + 600, 20, "tts"),
+                   env(euis[0], T + 300, 9, "chirpstack")])
+    ingest(store, [env(euis[0], T + 60, 5, "http"), env(euis[1], T + 1200, 21, "http"),
+                   env(euis[2], T, 1, "fleet")])
+    seen = {eui: (d["last_seen"], d["last_f_cnt"], d["source"])
+            for eui in euis for d in [store.device(eui)]}
+    assert seen == {euis[0]: (T + 600, 10, "chirpstack"), euis[1]: (T + 1200, 21, "http"),
+                    euis[2]: (T, 1, "fleet")}
 
 
 def test_uplink_rows_keep_the_raw_frame(store, hub_fleet_frames):
@@ -395,9 +459,10 @@ def test_alarm_lifecycle(store):
     assert store.alarms(status="active") == []
 
     acked = store.acknowledge_alarm(alarm_id, "alice", now=T + 200)
-    assert (acked["acknowledged_by"], acked["acknowledged_at"]) == ("alice", T + 200)
+    assert (acked["acknowledged_by"], acked["acknowledged_at"], acked["change"]) == (
+        "alice", T + 200, "acknowledged")
     again = store.acknowledge_alarm(alarm_id, "bob", now=T + 300)
-    assert again["acknowledged_by"] == "alice"  # the first acknowledgement stays
+    assert (again["acknowledged_by"], again["change"]) == ("alice", None)  # the first stays
     assert store.acknowledge_alarm(10_000, "alice") is None
 
 
@@ -549,3 +614,37 @@ def test_readings_downsampled_and_completeness(store):
     assert comp[EUI]["completeness"] == pytest.approx(130 / 144)
     assert (comp[other]["readings"], comp[other]["expected"], comp[other]["completeness"]) == (
         0, 0, None)
+
+
+def test_postgresql_power_chart_reads_only_the_index(pg_url):
+    """PostgreSQL serves a power chart from the primary-key index (which INCLUDEs each
+    channel's active power): no table page is read, however a fleet interleaved the rows.
+    Another quantity is read from the table. (The time it saves is in bench_hub_query.py.)"""
+    import psycopg
+
+    store = open_store(pg_url)
+    try:
+        euis = [f"24e12400000001{k:02x}" for k in range(3)]
+        for eui in euis:
+            store.update_device(eui, name=eui)
+        ids = [store.device_id(eui) for eui in euis]
+        execmany(store, "INSERT INTO reading (device_id, ts, origin, c5_active_power_w, "
+                        "c5_current_a) VALUES (?, ?, 'live', ?, ?)",
+                 [(did, T + 600 * k, 10.0 * k, 0.1 * k) for k in range(3000) for did in ids])
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE reading")  # as autovacuum does: pages all-visible
+
+        def plan(column: str) -> str:
+            sql, params = store.readings_sql(ids[1], column, start=T, end=T + 600 * 2999,
+                                             channel=5, points=100)
+            return "\n".join(r[0] for r in store.query(
+                "EXPLAIN (ANALYZE, COSTS OFF) " + sql.replace("?", "%s"), params))
+
+        power = plan("active_power_w")
+        assert "Index Only Scan using reading_pkey" in power and "Heap Fetches: 0" in power
+        assert "Index Only Scan" not in plan("current_a")
+        chart = store.readings(euis[1], "active_power_w", channel=5, start=T,
+                               end=T + 600 * 2999, points=3000)
+        assert [p["mean"] for p in chart] == [10.0 * k for k in range(3000)]
+    finally:
+        store.close()

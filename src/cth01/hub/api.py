@@ -483,7 +483,7 @@ def create_app(hub: Hub) -> FastAPI:
     @app.post("/api/alarms/{alarm_id}/ack", tags=["alarms"])
     def acknowledge(alarm_id: int, caller: Admin) -> dict[str, Any]:
         """Acknowledge an alarm (once: a second acknowledgement keeps the first)."""
-        row = store.acknowledge_alarm(alarm_id, user=caller.name or "", now=hub.clock())
+        row = hub.acknowledge_alarm(alarm_id, user=caller.name or "")
         if row is None:
             raise HTTPException(404, f"no alarm {alarm_id}")
         return row
@@ -545,11 +545,14 @@ def create_app(hub: Hub) -> FastAPI:
 
     # -- ingest webhooks ----------------------------------------------------------------------
 
-    async def _ingest(parse: Any, body: bytes, **kwargs: Any) -> JSONResponse:
+    async def _ingest(parse: Any, body: bytes, request: Request | None = None,
+                      **kwargs: Any) -> JSONResponse:
         try:
             message: Envelope | NetworkEvent | MessageError = parse(body, **kwargs)
         except MessageError as error:
             message = error
+        if request is not None and isinstance(message, Envelope):
+            _downlink_path(request, message)
         try:
             await hub.ingest_http(message, body)
         except TimeoutError:  # queued, not committed in 30 s: the network server must retry
@@ -558,6 +561,18 @@ def create_app(hub: Hub) -> FastAPI:
         if isinstance(message, MessageError):
             return JSONResponse({"detail": message.reason}, status_code=400)
         return JSONResponse({"stored": True})
+
+    def _downlink_path(request: Request, message: Envelope) -> None:
+        """A TTS webhook's downlink path (headers X-Downlink-Push / X-Downlink-Apikey): the
+        URL goes with the device, the key to the webhook downlink path (memory only)."""
+        push = request.headers.get("x-downlink-push", "")
+        key = request.headers.get("x-downlink-apikey", "")
+        if not push.startswith(("https://", "http://")) or not key:
+            return
+        message.network["downlink_push"] = push
+        path = hub.sources.get("http")
+        if path is not None and hasattr(path, "remember"):
+            path.remember(push, key)
 
     @app.post("/api/uplinks/chirpstack", tags=["ingest"])
     async def chirpstack_webhook(request: Request, caller: Webhook, event: str = "up"
@@ -572,8 +587,8 @@ def create_app(hub: Hub) -> FastAPI:
         """The Things Stack v3 webhook; the event is read from the body (uplink_message,
         join_accept, downlink_ack ...)."""
         body = await request.body()
-        return await _ingest(parse_tts, body, event=_tts_event_of(body), source="http",
-                             topic=request.url.path)
+        return await _ingest(parse_tts, body, request, event=_tts_event_of(body),
+                             source="http", topic=request.url.path)
 
     @app.post("/api/uplinks/tts/{event:path}", tags=["ingest"])
     async def tts_webhook_event(request: Request, event: str, caller: Webhook
@@ -581,8 +596,9 @@ def create_app(hub: Hub) -> FastAPI:
         """The Things Stack v3 webhook with the event as path suffix (up, join, down/ack,
         down/nack, down/sent, down/failed; or uplink, join-accept, downlink/ack ...)."""
         body = await request.body()
-        return await _ingest(parse_tts, body, event=_TTS_SUFFIXES.get(event, event),
-                             source="http", topic=request.url.path)
+        return await _ingest(parse_tts, body, request,
+                             event=_TTS_SUFFIXES.get(event, event), source="http",
+                             topic=request.url.path)
 
     # -- login sessions -----------------------------------------------------------------------
 

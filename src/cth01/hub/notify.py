@@ -1,11 +1,11 @@
 """Outbound notifications: alarm changes to a webhook and MQTT, Home Assistant discovery.
 
 Owns: the hub listeners that push state out —
-  AlarmNotifier   every alarm change (raised / repeated / dismissed) as JSON, published to
-                  `<alarm_mqtt_topic>/<dev_eui>` (QoS 1) and POSTed to a webhook from a thread
-                  of its own, in order, each retried with exponential backoff while the server
-                  is unreachable or answers 5xx / 408 / 429 (`tries`, `backoff_s`,
-                  `max_backoff_s`); a 4xx refusal is not retried
+  AlarmNotifier   every alarm change (raised / repeated / dismissed / acknowledged) as
+                  JSON, published to `<alarm_mqtt_topic>/<dev_eui>` (QoS 1) and POSTed to
+                  a webhook from a thread of its own, in order, each retried with
+                  exponential backoff while the server is unreachable or answers 5xx / 408 /
+                  429 (`tries`, `backoff_s`, `max_backoff_s`); a 4xx refusal is not retried
   HomeAssistant   MQTT discovery (retained) for each channel's power, energy, current and power
                   factor and the device's voltages and temperature, with the right
                   device_class / state_class / unit, and a retained state message per new

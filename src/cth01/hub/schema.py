@@ -21,6 +21,7 @@ ENGINES = {
 }
 
 _reading_cols = ",\n    ".join(f"{c} {{real}}" for c in READING_COLUMNS)
+_power_cols = ", ".join(wide_column("active_power_w", ch) for ch in CHANNELS)
 
 
 def _channel_view(view: str, table: str, keys: str) -> str:
@@ -233,6 +234,17 @@ CREATE TABLE session (
 );
 CREATE INDEX session_expiry ON session (expires_at);
 """,
+    # 4: PostgreSQL keeps each channel's active power in the primary-key index of `reading`
+    # (INCLUDE), so a power chart over a long range is read from the index alone, in key
+    # order: a fleet's rows lie in arrival order in the table, one page per reading of one
+    # device (a year of one device interleaved with 9 others: 95 -> 15 ms). Autovacuum marks
+    # inserted pages all-visible after 1 % growth (default 20 %): rows not yet marked are
+    # still read from the table. SQLite's `reading` is already in key order (migration 2).
+    {"sqlite": "", "postgresql": f"""
+ALTER TABLE reading DROP CONSTRAINT reading_pkey,
+    ADD CONSTRAINT reading_pkey PRIMARY KEY (device_id, ts) INCLUDE ({_power_cols});
+ALTER TABLE reading SET (autovacuum_vacuum_insert_scale_factor = 0.01)
+"""},
 )
 
 

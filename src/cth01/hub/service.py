@@ -39,8 +39,15 @@ from .store import Store, StoreError, WriteResult
 log = structlog.get_logger("cth01.hub")
 
 
+class NoDownlinkPath(Exception):
+    """A downlink that can never go the way asked (no application known for the device, the
+    network server refused it for good): the hub marks it failed with this reason. Any other
+    exception from `send_downlink` is taken as passing (broker away): it stays queued."""
+
+
 class Source(Protocol):
-    """A transport adapter: feeds `hub.submit*`; sends downlinks for the devices it carries."""
+    """A transport adapter: feeds `hub.submit*`; sends downlinks for the devices it carries
+    (raising NoDownlinkPath, or another exception to be tried again next round)."""
 
     names: tuple[str, ...]  # the `source` of the envelopes it submits
 
@@ -326,6 +333,16 @@ class Hub:
             except Exception as exc:
                 log.warning("listener_failed", kind=kind, error=repr(exc))
 
+    def acknowledge_alarm(self, alarm_id: int, user: str) -> dict[str, Any] | None:
+        """A user acknowledges an alarm (None: no such alarm). The first acknowledgement is
+        an alarm change for the listeners (webhook, MQTT, live views), as the device's are."""
+        row = self.store.acknowledge_alarm(alarm_id, user=user, now=self.clock())
+        if row is not None and row["change"] == "acknowledged":
+            self.metrics.alarms.labels("acknowledged").inc()
+            log.info("alarm_acknowledged", id=alarm_id, dev_eui=row["dev_eui"], user=user)
+            self._emit("alarm", row)
+        return row
+
     # -- downlinks ----------------------------------------------------------------------------
 
     def queue_downlink(self, dev_eui: str, command: str, params: dict[str, Any] | None,
@@ -364,6 +381,11 @@ class Hub:
             try:
                 source.send_downlink(row["dev_eui"], bytes.fromhex(row["payload_hex"]),
                                      row["f_port"], device.get("network") or {}, reference)
+            except NoDownlinkPath as exc:
+                self.store.mark_failed(row["id"], now, str(exc))
+                self.metrics.downlinks.labels("failed").inc()
+                log.warning("downlink_refused", id=row["id"], error=str(exc))
+                continue
             except Exception as exc:  # broker away: stays queued, retried next round
                 log.warning("downlink_send_failed", id=row["id"], error=str(exc))
                 continue

@@ -12,7 +12,9 @@ Owns:
                webhooks or its Pub/Sub integration into your own broker.
   FleetSource  the built-in virtual fleet (`cth01.device.Fleet`) run by the simulator's
                runner in a thread, paced at `speed`; its simulated time is the hub's clock.
-HTTP webhooks are routes of the API (api.py) that use the same envelope parsers.
+  WebhookDownlinks  downlinks of the devices heard through the API's webhooks (api.py,
+               same envelope parsers; `source` "http"): The Things Stack's down/push URL and
+               key as its webhook announced them, ChirpStack's through MqttSource.
 Must never: decode payloads, touch storage, or acknowledge before the hub says so.
 """
 
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import gmqtt
+import httpx
 import structlog
 from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTv50, MQTTv311
 
@@ -45,6 +48,7 @@ from .envelope import (
     tts_event,
     uplink_key,
 )
+from .service import NoDownlinkPath
 
 if TYPE_CHECKING:
     from .service import Hub
@@ -271,7 +275,7 @@ class MqttSource:
             topic = f"application/{network['applicationId']}/device/{dev_eui}/command/down"
             body = chirpstack_downlink(dev_eui, payload, f_port, reference=reference)
         else:
-            raise ValueError(f"no network application known for {dev_eui}")
+            raise NoDownlinkPath(f"no network application known for {dev_eui}")
         if not self.connected.is_set():  # stays queued in the hub; sent on a later round
             raise ConnectionError(f"not connected to the MQTT broker {self.broker}")
         self.publish(topic, body)
@@ -291,6 +295,61 @@ class MqttSource:
             self._away.append((topic, body, retain))
             return
         client.publish(topic, body, qos=1, retain=retain)
+
+
+class WebhookDownlinks:
+    """The downlink path of devices heard through the API's webhooks (`source` "http").
+
+    The Things Stack: a webhook with a downlink API key sends, with each message, where to
+    push (`X-Downlink-Push`) and the key (`X-Downlink-Apikey`). The push URL is kept with the
+    device (`network["downlink_push"]`); the key only in memory, never stored or shown — after
+    a restart the device's next webhook uplink brings it again (a class A device takes a
+    downlink only after an uplink anyway); until then its downlinks stay queued.
+    ChirpStack: the HTTP integration carries no downlinks; with `--mqtt-url` set (ChirpStack's
+    MQTT integration, always on) they go as `command/down` through MqttSource.
+    A refusal by the network server (4xx) fails the downlink; other errors leave it queued."""
+
+    names = ("http",)
+
+    def __init__(self, mqtt: MqttSource | None = None, timeout_s: float = 10.0) -> None:
+        self.mqtt = mqtt
+        self._keys: dict[str, str] = {}  # push URL -> its API key
+        self._client = httpx.Client(timeout=timeout_s)
+
+    def start(self, hub: Hub) -> None:
+        pass
+
+    def stop(self) -> None:
+        self._client.close()
+
+    def remember(self, push_url: str, api_key: str) -> None:
+        """A TTS webhook's downlink path (from its headers)."""
+        self._keys[push_url] = api_key
+
+    def send_downlink(self, dev_eui: str, payload: bytes, f_port: int,
+                      network: dict[str, str], reference: str) -> None:
+        push = network.get("downlink_push")
+        if push:
+            key = self._keys.get(push)
+            if key is None:  # stays queued
+                raise ConnectionError(f"no downlink key for {push} yet: The Things Stack "
+                                      f"sends it (X-Downlink-Apikey) with the next webhook")
+            r = self._client.post(push, content=tts_downlink(payload, f_port,
+                                                             reference=reference),
+                                  headers={"Authorization": f"Bearer {key}",
+                                           "Content-Type": "application/json"})
+            if 400 <= r.status_code < 500 and r.status_code not in (408, 425, 429):
+                raise NoDownlinkPath(f"The Things Stack refused the downlink push "
+                                     f"({r.status_code}): {r.text[:200]}")
+            r.raise_for_status()
+            return
+        if self.mqtt is not None and "applicationId" in network:
+            self.mqtt.send_downlink(dev_eui, payload, f_port, network, reference)
+            return
+        raise NoDownlinkPath(
+            f"no downlink path for {dev_eui}: its uplinks come through a webhook that gave "
+            f"none (The Things Stack: set the webhook's downlink API key; ChirpStack: give "
+            f"the hub --mqtt-url for ChirpStack's MQTT integration)")
 
 
 DEMO_REPORT = ("temperature", "current", "voltage", "power_factor", "active_power",

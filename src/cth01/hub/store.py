@@ -338,10 +338,8 @@ class Store:
         for env, _, _ in batch.uplinks:
             if env.dev_eui not in last or env.received_at >= last[env.dev_eui].received_at:
                 last[env.dev_eui] = env
-        self._many(cur, "UPDATE device SET last_seen = ?, last_f_cnt = ?, source = ?, "
-                        "network = ? WHERE id = ? AND (last_seen IS NULL OR last_seen <= ?)",
-                   [(e.received_at, e.f_cnt, e.source, json.dumps(e.network), ids[eui],
-                     e.received_at) for eui, e in last.items()])
+        self._touch_devices(cur, [(e.received_at, e.f_cnt, e.source, json.dumps(e.network),
+                                   ids[eui]) for eui, e in last.items()])
         for eui, t in batch.joins.items():
             cur.execute(self._q("UPDATE device SET joined_at = ? WHERE id = ?"),
                         (t, self._device_id(cur, eui, t)))
@@ -358,6 +356,14 @@ class Store:
                 old.update(info)
                 cur.execute(self._q("UPDATE device SET info = ? WHERE id = ?"),
                             (json.dumps(old), did))
+
+    def _touch_devices(self, cur: Any, rows: list[tuple[float, int | None, str, str, int]]
+                       ) -> None:
+        """Each device's last uplink of a batch — (received_at, f_cnt, source, network JSON,
+        device id), a device once — unless a later one is stored already."""
+        self._many(cur, "UPDATE device SET last_seen = ?, last_f_cnt = ?, source = ?, "
+                        "network = ? WHERE id = ? AND (last_seen IS NULL OR last_seen <= ?)",
+                   [(*row, row[0]) for row in rows])
 
     def _write_history(self, cur: Any, batch: Batch, ids: dict[str, int],
                        result: WriteResult) -> None:
@@ -894,15 +900,19 @@ class Store:
 
     def acknowledge_alarm(self, alarm_id: int, user: str, now: float | None = None
                           ) -> dict[str, Any] | None:
+        """The alarm (None if there is none), with `change` "acknowledged" when this call
+        acknowledged it (None when it was acknowledged already: the first one stays)."""
         now = time.time() if now is None else now
         with self._write_lock, self.transaction("acknowledge alarm") as cur:
             cur.execute(self._q("UPDATE alarm SET acknowledged_at = ?, acknowledged_by = ? "
                                 "WHERE id = ? AND acknowledged_at IS NULL"),
                         (now, user, alarm_id))
+            changed = cur.rowcount == 1
             cur.execute(self._q("SELECT id FROM alarm WHERE id = ?"), (alarm_id,))
             if cur.fetchone() is None:
                 return None
-            return self._alarm_row(cur, alarm_id)
+            return {**self._alarm_row(cur, alarm_id),
+                    "change": "acknowledged" if changed else None}
 
     def dead_letter_list(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self.query_dicts("SELECT * FROM dead_letter ORDER BY id DESC LIMIT ?", (limit,))
@@ -923,6 +933,16 @@ class Store:
         did = self.device_id(dev_eui)
         if did is None:
             return []
+        rows = self.query(*self.readings_sql(did, column, start=start, end=end,
+                                             channel=channel, points=points), "readings")
+        return [{"ts": int(r[0]), "mean": r[1], "min": r[2], "max": r[3], "count": int(r[4])}
+                for r in rows]
+
+    @staticmethod
+    def readings_sql(device_id: int, column: str, *, start: int, end: int,
+                     channel: int | None = None, points: int = 1000
+                     ) -> tuple[str, tuple[int, ...]]:
+        """The query behind `readings` and its parameters (to EXPLAIN it)."""
         if column in CHANNEL_COLUMNS:
             if channel not in CHANNELS:
                 raise ValueError(f"{column} is a per-channel quantity: give a channel 1-12")
@@ -930,14 +950,12 @@ class Store:
         elif column not in DEVICE_COLUMNS:
             raise ValueError(f"unknown quantity {column!r}")
         bucket = max(1, -(-(end - start + 1) // max(1, points)))
-        rows = self.query(
-            f"SELECT ? + ((ts - ?) / ?) * ? AS t, avg({column}), min({column}), max({column}), "
-            f"count({column}) FROM reading WHERE device_id = ? AND ts >= ? AND ts <= ? AND "
-            f"{column} IS NOT NULL GROUP BY 1 ORDER BY 1",  # by position: PostgreSQL cannot
-            # match `(ts - $2) / $3` to `(ts - $9) / $10` and refuses to group by the expression
-            (start, start, bucket, bucket, did, start, end), "readings")
-        return [{"ts": int(r[0]), "mean": r[1], "min": r[2], "max": r[3], "count": int(r[4])}
-                for r in rows]
+        return (f"SELECT ? + ((ts - ?) / ?) * ? AS t, avg({column}), min({column}), "
+                f"max({column}), count({column}) FROM reading WHERE device_id = ? AND "
+                f"ts >= ? AND ts <= ? AND {column} IS NOT NULL GROUP BY 1 ORDER BY 1",
+                # GROUP BY position: PostgreSQL cannot match `(ts - $2) / $3` to
+                # `(ts - $9) / $10` and refuses to group by the expression
+                (start, start, bucket, bucket, device_id, start, end))
 
     # -- energy -------------------------------------------------------------------------------
 
@@ -1371,7 +1389,7 @@ class PostgresStore(Store):
         self._arrays: dict[str, tuple[str, list[Callable[[Any], Any]]]] = {}
         self.url = url
         self.pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=False,
-                                   kwargs={"autocommit": False}, configure=_no_jit)
+                                   kwargs={"autocommit": False}, configure=_configure)
         try:
             self.pool.open(wait=True, timeout=10)
         except Exception as exc:  # psycopg_pool.PoolTimeout: the server is not there
@@ -1412,6 +1430,19 @@ class PostgresStore(Store):
         text, casts = statement
         cur.execute(text, [[None if v is None else cast(v) for v in values]
                            for values, cast in zip(zip(*rows, strict=True), casts, strict=True)])
+
+    def _touch_devices(self, cur: Any, rows: list[tuple[float, int | None, str, str, int]]
+                       ) -> None:
+        if len(rows) < 2:
+            super()._touch_devices(cur, rows)
+            return
+        at, f_cnt, source, network, did = (list(c) for c in zip(*rows, strict=True))
+        cur.execute("UPDATE device AS d SET last_seen = v.at, last_f_cnt = v.f_cnt, "
+                    "source = v.source, network = v.network FROM unnest(%b::float8[], "
+                    "%b::int8[], %b::text[], %b::text[], %b::int8[]) AS v(at, f_cnt, source, "
+                    "network, id) WHERE d.id = v.id AND (d.last_seen IS NULL OR "
+                    "d.last_seen <= v.at)", [[float(x) for x in at], f_cnt, source, network,
+                                             did])
 
     def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(?)", [list(values)]  # one array: one plan for any length
@@ -1459,11 +1490,21 @@ _CASTS: dict[str, Callable[[Any], Any]] = {
     "bool": bool}
 
 
-def _no_jit(conn: Any) -> None:
-    """Each connection runs without JIT compilation: the hub's queries are short, and
-    PostgreSQL (JIT on by default for plans it deems costly) spent 20 s compiling the energy
-    query's many small subplans, which then ran in 0.15 s."""
+def _configure(conn: Any) -> None:
+    """How each of the hub's connections plans its statements.
+
+    - No JIT compilation: the hub's queries are short, and PostgreSQL (JIT on by default for
+      plans it deems costly) spent 20 s compiling the energy query's many small subplans,
+      which then ran in 0.15 s.
+    - A plan for each execution's own parameters (`force_custom_plan`): psycopg prepares a
+      statement after a few executions and PostgreSQL then keeps one generic plan for it,
+      made from the table's size at that moment. The hub's tables start empty, so the dedup
+      lookup (`dedup_key = ANY(...)`) kept a sequential scan planned over an empty `uplink`
+      while the table grew: 131 ms a batch at 100,000 uplinks, and ingest fell from 10,000
+      to 5,300 uplinks/s. Planning each execution costs ~0.1 ms a statement (a statement
+      serves a whole batch)."""
     conn.execute("SET jit = off")
+    conn.execute("SET plan_cache_mode = force_custom_plan")
     conn.commit()
 
 
