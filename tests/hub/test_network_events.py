@@ -218,6 +218,25 @@ def settle(db: str, publish_uplink) -> None:
                    what="the barrier uplink stored")
 
 
+def test_chirpstack_http_integration_devices_get_downlinks_over_mqtt(broker, chirpstack_hub):
+    """ChirpStack's HTTP integration carries no downlinks: a device heard only through it
+    gets its downlinks through ChirpStack's MQTT integration (`command/down`)."""
+    hub = chirpstack_hub
+    network = Subscriber(broker.port, f"application/{APP}/device/+/command/down")
+    try:
+        topic, body = cs_up(REPORT, 1, T0)
+        r = hub.api("POST", "/api/uplinks/chirpstack?event=up", content=body)
+        assert r.status_code == 200, r.text
+        assert hub.api("GET", f"/api/devices/{EUI}").json()["source"] == "http"
+        queued = queue(hub, EUI, "set_reporting_interval", minutes=5)
+        (topic, body, _, _), = network.wait(count=1)
+        assert topic == f"application/{APP}/device/{EUI}/command/down"
+        assert base64.b64decode(json.loads(body)["data"]) == bytes.fromhex(
+            queued["payload_hex"])
+    finally:
+        network.close()
+
+
 def test_chirpstack_nack_and_error_log_fail_their_downlink(broker, chirpstack_hub, tmp_path):
     hub = chirpstack_hub
     network = Subscriber(broker.port, f"application/{APP}/device/+/command/down")

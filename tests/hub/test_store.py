@@ -616,6 +616,17 @@ def test_readings_downsampled_and_completeness(store):
         0, 0, None)
 
 
+def test_postgresql_connections_plan_each_execution(pg_url):
+    """The hub's connections plan every execution for its parameters: a generic plan kept
+    from when `uplink` was empty made the dedup lookup a sequential scan (ingest halved)."""
+    store = open_store(pg_url)
+    try:
+        assert store.query("SHOW plan_cache_mode") == [("force_custom_plan",)]
+        assert store.query("SHOW jit") == [("off",)]
+    finally:
+        store.close()
+
+
 def test_postgresql_power_chart_reads_only_the_index(pg_url):
     """PostgreSQL serves a power chart from the primary-key index (which INCLUDEs each
     channel's active power): no table page is read, however a fleet interleaved the rows.

@@ -1433,8 +1433,7 @@ class PostgresStore(Store):
 
     def _touch_devices(self, cur: Any, rows: list[tuple[float, int | None, str, str, int]]
                        ) -> None:
-        if len(rows) < 2:
-            super()._touch_devices(cur, rows)
+        if not rows:
             return
         at, f_cnt, source, network, did = (list(c) for c in zip(*rows, strict=True))
         cur.execute("UPDATE device AS d SET last_seen = v.at, last_f_cnt = v.f_cnt, "

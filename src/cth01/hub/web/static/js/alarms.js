@@ -118,9 +118,9 @@ function row(a, past) {
     el("td", { class: "num", "data-col": "value" }, fmtValue(a)),
     el("td", { "data-col": "threshold" }, threshold || el("span", { class: "muted" }, "not known")),
     el("td", { "data-col": "first" }, timeEl(a.first_at)),
-    el("td", { "data-col": "last" }, timeEl(a.last_at)),
+    el("td", { "data-col": "last" }, timeEl(a.last_at, true, a.first_at)),
     el("td", { class: "num", "data-col": "count" }, String(a.count)),
-    past ? el("td", { "data-col": "cleared" }, timeEl(a.cleared_at), a.cleared_by ? el("div", { class: "muted" }, el("small", {}, a.cleared_by)) : null) : null,
+    past ? el("td", { "data-col": "cleared" }, timeEl(a.cleared_at, true, a.first_at), a.cleared_by ? el("div", { class: "muted" }, el("small", {}, a.cleared_by)) : null) : null,
     ackCell(a));
 }
 

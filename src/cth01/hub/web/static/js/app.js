@@ -270,9 +270,14 @@ export function fmtAgo(ts, now) {
 }
 
 /** A `<time>` element: local time shown, UTC ISO in `datetime`. */
-export function timeEl(ts, seconds = true) {
+/** A <time>; with `day` (a Unix time), only the clock time when `ts` is on the same local
+ * day (the full date and time in its tooltip) — for columns of times close together. */
+export function timeEl(ts, seconds = true, day = null) {
   if (!ts) return el("span", { class: "muted" }, DASH);
-  return el("time", { datetime: isoUtc(ts), "data-ts": String(ts) }, fmtTime(ts, seconds));
+  const text = fmtTime(ts, seconds);
+  const short = day && fmtTime(day).slice(0, 10) === text.slice(0, 10);
+  return el("time", { datetime: isoUtc(ts), "data-ts": String(ts), title: text },
+    short ? text.slice(11) : text);
 }
 
 // -- DOM -------------------------------------------------------------------------------------

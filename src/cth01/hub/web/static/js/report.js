@@ -174,9 +174,11 @@ function showKind() {
 
 async function deleteTariff(t) {
   if (!confirm(`Delete the tariff “${t.name}”?`)) return;
+  const priced = $("#tariff").value === String(t.id);
   try {
     await api(`/api/tariffs/${t.id}`, { method: "DELETE" });
     await loadTariffs();
+    if (priced) await loadReport();  // the report shown was priced with it
   } catch (e) { say($("#t-msg"), `Not deleted: ${e.message}`, "error"); }
 }
 
@@ -203,7 +205,10 @@ async function saveTariff(ev) {
     say($("#t-msg"), `Saved “${body.name}”.`, "ok");
     editTariff(null);
     await loadTariffs();
-    if (saved && saved.id !== undefined) { $("#tariff").value = String(saved.id); }
+    if (saved && saved.id !== undefined) {
+      $("#tariff").value = String(saved.id);
+      await loadReport();  // priced with what was just saved
+    }
   } catch (e) { say($("#t-msg"), `Not saved: ${e.message}`, "error"); }
 }
 
