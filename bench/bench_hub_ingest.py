@@ -12,6 +12,8 @@ session and manual acknowledgement.
    5,000 messages/s on this machine, so publishing live would measure the publisher; draining a
    queue measures the hub. The figure is messages committed per second from the first to the
    last commit; every message must be stored exactly once (zero loss is checked, not assumed).
+   Also printed: the hub process's CPU time per uplink while 10-90 % were stored (from
+   /proc; other load on the machine does not change it, unlike the rate).
 2. Latency at 1,000 uplinks/s: the publisher paces itself and writes the publish time into the
    event's `time`; the hub stores `stored_at` (wall clock when the transaction that stores it
    begins; its commit follows within the same batch) — p50 / p99 of stored_at - time.
@@ -138,6 +140,12 @@ def start_hub(db: str, broker_port: int, http_port: int, log: Path, client_id: s
     return hub
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def new_db(engine: str, workdir: Path, tag: str) -> tuple[str, callable]:
     if engine == "sqlite":
         return str(workdir / f"{tag}.db"), lambda: None
@@ -170,11 +178,17 @@ def run_case(engine: str, broker: PrivateBroker, frames: list, n: int, rate: flo
             pub.start()
         stored = 0
         deadline = time.time() + 60 + n / 500
+        samples = []  # (stored, the hub's CPU seconds) every 0.25 s
         while time.time() < deadline:
             stored = db_rows(db, "SELECT count(*) FROM uplink")[0][0]
+            samples.append((stored, cpu_s(hub.pid)))
             if stored >= n:
                 break
             time.sleep(0.25)
+        # the hub's CPU per uplink between 10 % and 90 % stored (no start-up, no idle tail)
+        a = next(x for x in samples if x[0] >= 0.1 * n)
+        b = next(x for x in samples if x[0] >= 0.9 * n)
+        cpu_us = 1e6 * (b[1] - a[1]) / max(1, b[0] - a[0])
         if pub.is_alive():
             pub.join(60)
         rows = db_rows(db, "SELECT min(stored_at), max(stored_at), count(*), "
@@ -186,6 +200,7 @@ def run_case(engine: str, broker: PrivateBroker, frames: list, n: int, rate: flo
         return {"engine": engine, "n": n, "stored": total, "distinct": distinct,
                 "readings": readings, "resets": resets,
                 "lost": n - distinct, "wall_s": time.time() - t_start,
+                "cpu_us": cpu_us,
                 "rate": (total - 1) / (last - first) if last and last > first else 0.0,
                 "p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
                 "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else None}
@@ -215,7 +230,9 @@ def main() -> None:
                 r = run_case(engine, broker, frames, n_max, None, workdir)
                 print(f"{engine:10s} sustained: {r['stored']:,} of {r['n']:,} stored "
                       f"(lost {r['lost']}), {r['rate']:,.0f} uplinks/s committed; "
-                      f"{r['readings']:,} readings, {r['resets']} counter resets")
+                      f"{r['readings']:,} readings, {r['resets']} counter resets; hub CPU "
+                      f"{r['cpu_us']:.0f} µs per uplink (all on one core: "
+                      f"{1e6 / r['cpu_us']:,.0f}/s)")
                 r = run_case(engine, broker, frames, n_rate, 1000.0, workdir)
                 print(f"{engine:10s} at 1,000/s: {r['stored']:,} of {r['n']:,} stored "
                       f"(lost {r['lost']}), publish->stored p50 {r['p50_ms']:.1f} ms, "

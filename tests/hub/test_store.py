@@ -7,6 +7,7 @@ the hub's own mapping), so a wrong column, channel or formula in the hub shows u
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from datetime import UTC, datetime
@@ -256,6 +257,25 @@ def test_device_keeps_its_newest_uplink_across_batches(store, hub_fleet_frames):
                     euis[2]: (T, 1, "fleet")}
 
 
+def test_a_failed_first_write_of_a_device_does_not_poison_the_retry(store, hub_fleet_frames):
+    """A transaction that registers new devices and then fails is rolled back: the retry
+    registers them again (the hub retries a batch until it is stored)."""
+    envs = fleet_envelopes(hub_fleet_frames[:80])
+    euis = {e.dev_eui for e in envs}
+    batch = Pipeline().process(envs)
+    assert batch.readings and len(euis) > 1
+    broken = copy.deepcopy(batch)
+    eui, _, origin, columns, values = broken.readings[0]
+    broken.readings.append((eui, None, origin, columns, values))  # ts NOT NULL: fails late
+    with pytest.raises(StoreError):
+        store.write(broken)
+    assert count(store, "device") == 0 and count(store, "uplink") == 0
+    result = store.write(batch)
+    assert result.stored == len(envs)
+    assert {r[0] for r in store.query("SELECT dev_eui FROM device")} == euis
+    assert count(store, "uplink u JOIN device d ON d.id = u.device_id") == len(envs)
+
+
 def test_uplink_rows_keep_the_raw_frame(store, hub_fleet_frames):
     envs = fleet_envelopes(hub_fleet_frames[:20])
     ingest(store, envs)
@@ -394,7 +414,9 @@ def test_energy_across_a_counter_reset(store):
     for t, c1, b in before_reset:
         ingest(store, [envelope(EUI, t, energy_report(t, c1, 7, 9, b))], pipeline)
     # the hub restarts: a fresh pipeline primed from the store sees the reset
-    state = store.energy_state(EUI)
+    states = store.energy_states([EUI, "24e12400000000ff"])  # the other one is not known
+    assert states["24e12400000000ff"] == {}
+    state = states[EUI]
     assert state[1][0] == T + 600 and 1100 in state[1][1]
     restarted = Pipeline()
     restarted.prime(EUI, state)

@@ -270,9 +270,11 @@ class Hub:
             fresh = [env for env in new if env.key not in self._inflight]
             self._inflight.update(env.key for env in fresh)
         self.metrics.duplicates.inc(duplicates + len(new) - len(fresh))
-        for env in fresh:
-            if not self.pipeline.known(env.dev_eui):
-                self.pipeline.prime(env.dev_eui, self.store.energy_state(env.dev_eui))
+        unknown = list(dict.fromkeys(e.dev_eui for e in fresh
+                                     if not self.pipeline.known(e.dev_eui)))
+        if unknown:
+            for eui, state in self.store.energy_states(unknown).items():
+                self.pipeline.prime(eui, state)
         batch = self.pipeline.process(fresh)
         batch.dead_letters += [w.dead for w in items if w.dead is not None]
         for w in items:
