@@ -117,6 +117,7 @@ class Hub:
         self._writer: threading.Thread | None = None
         # prepared batches waiting for the writer (bounded: back-pressure on stage 1)
         self._writes: queue.Queue[tuple[list[_Work], Batch] | None] = queue.Queue(maxsize=2)
+        self._send_errors: dict[int, str] = {}  # downlink id -> why it could not go (logged)
         self._inflight: set[int] = set()  # dedup keys of prepared, not yet committed uplinks
         self._inflight_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -384,13 +385,17 @@ class Hub:
                 source.send_downlink(row["dev_eui"], bytes.fromhex(row["payload_hex"]),
                                      row["f_port"], device.get("network") or {}, reference)
             except NoDownlinkPath as exc:
+                self._send_errors.pop(row["id"], None)
                 self.store.mark_failed(row["id"], now, str(exc))
                 self.metrics.downlinks.labels("failed").inc()
                 log.warning("downlink_refused", id=row["id"], error=str(exc))
                 continue
             except Exception as exc:  # broker away: stays queued, retried next round
-                log.warning("downlink_send_failed", id=row["id"], error=str(exc))
+                if self._send_errors.get(row["id"]) != str(exc):  # once, not every second
+                    self._send_errors[row["id"]] = str(exc)
+                    log.warning("downlink_send_failed", id=row["id"], error=str(exc))
                 continue
+            self._send_errors.pop(row["id"], None)
             self.store.mark_sent(row["id"], now, reference)
             self.metrics.downlinks.labels("sent").inc()
             sent += 1
