@@ -239,41 +239,31 @@ class Store:
     # -- devices ------------------------------------------------------------------------------
 
     def _device_id(self, cur: Any, dev_eui: str, now: float) -> int:
-        did = self._device_ids.get(dev_eui)
-        if did is None:
-            cur.execute(self._q("SELECT id, reporting_interval_s FROM device WHERE dev_eui = ?"),
-                        (dev_eui,))
-            row = cur.fetchone()
-            if row is None:
-                did = self._insert_id(cur, "INSERT INTO device (dev_eui, first_seen) "
-                                      "VALUES (?, ?)", (dev_eui, now))
-            else:
-                did = int(row[0])
-                if row[1]:
-                    self._intervals[did] = int(row[1])
-            self._device_ids[dev_eui] = did
-        return did
+        return self._device_ids_of(cur, {dev_eui: now})[dev_eui]
 
     def _device_ids_of(self, cur: Any, first_seen: dict[str, float]) -> dict[str, int]:
         """The ids of these devices, registering the new ones (first seen at the time given):
         one lookup for those not cached yet and one insert for the new ones, not a round
         trip per device (a hub starting on a backlog of 500 devices: 1,000 round trips)."""
-        for attempt in range(2):
-            unknown = [e for e in first_seen if e not in self._device_ids]
-            for k in range(0, len(unknown), 500):
-                where, params = self._in("dev_eui", unknown[k:k + 500])
-                cur.execute(self._q(f"SELECT dev_eui, id, reporting_interval_s FROM device "
-                                    f"WHERE {where}"), params)
-                for eui, did, interval in cur.fetchall():
-                    self._device_ids[eui] = int(did)
-                    if interval:
-                        self._intervals[int(did)] = int(interval)
-            new = [e for e in unknown if e not in self._device_ids]
-            if not new or attempt:
-                break
+        unknown = [e for e in first_seen if e not in self._device_ids]
+        self._cache_device_ids(cur, unknown)
+        new = [e for e in unknown if e not in self._device_ids]
+        if new:
             self._many(cur, "INSERT INTO device (dev_eui, first_seen) VALUES (?, ?) "
                             "ON CONFLICT (dev_eui) DO NOTHING", [(e, first_seen[e]) for e in new])
+            self._cache_device_ids(cur, new)
         return {e: self._device_ids[e] for e in first_seen}
+
+    def _cache_device_ids(self, cur: Any, dev_euis: list[str]) -> None:
+        """Cache the ids (and reporting intervals) of those of these devices that are stored."""
+        for k in range(0, len(dev_euis), 500):
+            where, params = self._in("dev_eui", dev_euis[k:k + 500])
+            cur.execute(self._q(f"SELECT dev_eui, id, reporting_interval_s FROM device "
+                                f"WHERE {where}"), params)
+            for eui, did, interval in cur.fetchall():
+                self._device_ids[eui] = int(did)
+                if interval:
+                    self._intervals[int(did)] = int(interval)
 
     @contextmanager
     def _forgetting_new_devices(self) -> Iterator[None]:
@@ -332,17 +322,16 @@ class Store:
         n = len(ENERGY_COLUMNS)
         states: dict[str, dict[int, tuple[int, list[Any]]]] = {e: {} for e in dev_euis}
         with self.transaction("energy state") as cur:
-            for k in range(0, len(dev_euis), 500):
-                where, params = self._in("dev_eui", dev_euis[k:k + 500])
-                cur.execute(self._q(f"SELECT dev_eui, id FROM device WHERE {where}"), params)
-                for eui, did in cur.fetchall():
-                    cur.execute(sql, (did,))
-                    out = states[eui]
-                    for row in cur.fetchall():
-                        for c, ch in enumerate(CHANNELS):
-                            values = list(row[1 + c * n:1 + (c + 1) * n])
-                            if ch not in out and any(v is not None for v in values):
-                                out[ch] = (int(row[0]), values)
+            self._cache_device_ids(cur, [e for e in dev_euis if e not in self._device_ids])
+            for eui, out in states.items():
+                if (did := self._device_ids.get(eui)) is None:
+                    continue
+                cur.execute(sql, (did,))
+                for row in cur.fetchall():
+                    for c, ch in enumerate(CHANNELS):
+                        values = list(row[1 + c * n:1 + (c + 1) * n])
+                        if ch not in out and any(v is not None for v in values):
+                            out[ch] = (int(row[0]), values)
         return states
 
     def write(self, batch: Batch, *, now: float | None = None) -> WriteResult:
