@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import structlog
 import typer
+from rich.markup import escape
 
 from .hub.config import HELP, ConfigError, HubConfig, env_name, load_config
 
@@ -116,14 +117,16 @@ async def run_hub(hub: Any, *, ready: Any = None) -> None:
 
 
 def _options_from_config(fn: Any) -> Any:
-    """Give `fn(**options)` one typer option per HubConfig field (help text, env var)."""
+    """Give `fn(**options)` one typer option per HubConfig field (help text, env var, default;
+    escaped, or Rich takes "[default: 8000]" for markup and drops it)."""
     params = []
     for name in HELP:
         default = getattr(HubConfig(), name)
         kind = type(default) if default is not None else str
         opt = typer.Option(f"--{name.replace('_', '-')}" if kind is not bool else
                            f"--{name.replace('_', '-')}/--no-{name.replace('_', '-')}",
-                           help=f"{HELP[name]} [default: {default}]", envvar=env_name(name),
+                           help=escape(f"{HELP[name]} [default: {default}]"),
+                           envvar=env_name(name),
                            show_default=False)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                         annotation=Annotated[kind | None, opt]))

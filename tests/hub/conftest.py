@@ -5,7 +5,8 @@ gives each test a fresh, uniquely named database and drops it afterwards; it FAI
 skip) when the server is not there. `store` runs a test on both engines (a SQLite file in the
 test's tmp_path, a PostgreSQL database from `pg_url`), opened and migrated.
 `hub_fleet_frames` is the uplinks of a virtual fleet (3 devices, 6 hours), built once per
-session.
+session. `client` (the API of the module's own `hub` fixture) and `viewer` (a read token's
+header) serve the API tests.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from fastapi.testclient import TestClient
 
 from cth01.device import Fleet
+from cth01.hub.api import create_app
 from cth01.hub.store import Store, open_store
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -77,3 +80,14 @@ def hub_fleet_frames() -> list:
     for s in range(HUB_FLEET_STEP_S, HUB_FLEET_SECONDS + 1, HUB_FLEET_STEP_S):
         frames += fleet.tick(HUB_FLEET_T0 + s)
     return frames
+
+
+@pytest.fixture
+def client(hub) -> Iterator[TestClient]:  # `hub`: the requesting module's fixture
+    with TestClient(create_app(hub)) as c:
+        yield c
+
+
+@pytest.fixture
+def viewer(hub) -> dict[str, str]:
+    return {"Authorization": f"Bearer {hub.store.create_token('viewer', 'read')}"}

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import uvicorn
-from fastapi.testclient import TestClient
 
 from cth01.hub import api
 from cth01.hub.api import create_app
@@ -32,12 +31,6 @@ CSRF = {"X-CTH01-CSRF": "1"}
 @pytest.fixture
 def hub(store):
     return Hub(HubConfig(backfill=False, timezone="Europe/Berlin"), store, clock=lambda: T)
-
-
-@pytest.fixture
-def client(hub):
-    with TestClient(create_app(hub)) as c:
-        yield c
 
 
 @pytest.fixture

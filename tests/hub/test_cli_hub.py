@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from cth01.hub.config import ConfigError, load_config
+from cth01.hub.config import ConfigError, HubConfig, load_config
 
 from .broker import free_port
 
@@ -80,3 +80,8 @@ def test_serve_help_documents_every_option_with_its_environment_variable():
     for name in HELP:
         assert f"--{name.replace('_', '-')}" in out, name
         assert env_name(name) in out, name
+    # the defaults too: "[default: X]" must not be taken for Rich markup and vanish
+    defaults = HubConfig()
+    assert out.count("[default: ") == len(HELP)
+    for name in ("port", "host", "batch_max", "downlink_timeout_s", "log_format"):
+        assert f"[default: {getattr(defaults, name)}]" in out, name

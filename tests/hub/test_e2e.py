@@ -248,9 +248,11 @@ def test_malformed_messages_become_dead_letters_and_ingest_goes_on(broker, tmp_p
                   (topic, json.dumps({"deviceInfo": {"devEui": "xyz"}}).encode()),
                   (f"application/{APP}/device/{eui}/event/unknownthing",
                    uplink_event(eui, b"", 3, T0 + 2)),
-                  (topic, uplink_event(eui, good.payload, 4, T0 + 3))])
+                  # a frame counter no database column holds: refused, never a stalled writer
+                  (topic, uplink_event(eui, good.payload, 2**70, T0 + 3)),
+                  (topic, uplink_event(eui, good.payload, 4, T0 + 4))])
         pub.close()
-        wait_for(lambda: db_rows(db, "SELECT count(*) FROM dead_letter")[0][0] >= 5,
+        wait_for(lambda: db_rows(db, "SELECT count(*) FROM dead_letter")[0][0] >= 6,
                  what="dead letters")
         reasons = [r[0] for r in db_rows(db, "SELECT reason FROM dead_letter ORDER BY id")]
         assert any(r.startswith("not JSON") for r in reasons)
@@ -258,12 +260,13 @@ def test_malformed_messages_become_dead_letters_and_ingest_goes_on(broker, tmp_p
         assert any(r.startswith("undecodable") for r in reasons)
         assert any("devEui" in r for r in reasons)
         assert any("unknown event type" in r for r in reasons)
+        assert any(r.startswith("bad fCnt: 1180591620717411303424") for r in reasons)
         wait_for(lambda: db_rows(db, "SELECT count(*) FROM uplink")[0][0] == 2,
                  what="the undecodable frame kept raw, the good one stored")
         kinds = sorted(r[0] for r in db_rows(db, "SELECT kind FROM uplink"))
         assert kinds == ["report", "undecodable"]
         letters = hub.api("/api/dead-letters").json()
-        assert len(letters) == 5
+        assert len(letters) == 6
     finally:
         hub.stop()
 

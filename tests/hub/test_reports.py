@@ -7,11 +7,14 @@ peak counted on the calendar), not by calling the code under test a second way."
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from datetime import UTC, date, datetime
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from cth01.hub import downlinks
 from cth01.hub.config import ConfigError, load_config
@@ -257,6 +260,60 @@ def test_time_of_use_split_by_local_time_across_daylight_saving(store):
             bands[segments[slot][2]] = bands.get(segments[slot][2], 0) + wh
         assert bands == {"*": 35_000, "peak": 12_000}, k
         assert slots[(did, 4)] == {0: 0.0} or sum(slots[(did, 4)].values()) == 0
+
+
+_PROPERTY_DEVICES = iter(range(0x100, 0x100000))  # a new device for each example
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(zone=st.sampled_from(["Europe/Berlin", "UTC", "Asia/Kolkata", "Australia/Sydney"]),
+       day=st.sampled_from([date(2026, 3, 29), date(2026, 10, 25), date(2026, 4, 5),
+                            date(2026, 10, 4)]),  # Sundays of DST changes: a week begins
+       bands=st.lists(st.tuples(st.sets(st.integers(0, 6), min_size=1),
+                                st.integers(0, 47), st.integers(0, 47)), min_size=1,
+                      max_size=3),
+       steps=st.lists(st.tuples(st.integers(300, 10_800), st.integers(0, 5000),
+                                st.booleans()), min_size=24, max_size=60))  # ~2 days
+def test_time_of_use_split_equals_reading_by_reading(store, zone, day, bands, steps):
+    """The split by runs of a slot gives each band what adding up the counter's increases
+    reading by reading gives it (an increase to the band at the later reading's local time; a
+    counter that went down restarted from 0): readings at random times around a DST change,
+    random bands on the half hour, random counter resets."""
+    z = ZoneInfo(zone)
+    doc = {"name": "p", "currency": "EUR", "kind": "tou", "price_per_kwh": 0.1, "bands": [
+        {"name": f"b{k}", "price_per_kwh": 0.2, "days": sorted(days),
+         "start": f"{a // 2:02d}:{a % 2 * 30:02d}", "end": f"{b // 2:02d}:{b % 2 * 30:02d}"}
+        for k, (days, a, b) in enumerate(bands)]}
+    try:
+        tariff = parse_tariff(doc)
+    except TariffError:
+        assume(False)
+    start, end = day_bounds(day, z)[0], day_bounds(date.fromordinal(day.toordinal() + 1), z)[1]
+    eui = f"24e1240000{next(_PROPERTY_DEVICES):06x}"
+    t, value, readings = start - 1800, 10_000, []
+    for gap, increase, reset in steps:
+        t += gap
+        value = increase if reset else value + increase  # reset: cleared, then grew again
+        readings.append((t, value))
+    feed(store, [(eui, ts, ab_energy(v, 0, 0, 0)) for ts, v in readings])
+    counters = [c for c in store.counters(start=start, end=end, dev_euis=[eui])
+                if c.channel == 1]
+    assume(counters)  # some reading in the period
+    offsets = offset_segments(start, end, z)
+    edges = [b for _, b, _ in tariff.segments()]
+    got = store.energy_by_week_slot(counters, start=start, end=end,
+                                    column="imported_active_wh", offsets=offsets,
+                                    edges=edges)[(counters[0].device_id, 1)]
+    want: dict[int, float] = {}
+    prev = counters[0].base
+    for ts, v in readings:
+        if start <= ts < end:
+            slot = bisect_right(edges, minute_of_week(ts, offsets))
+            want[slot] = want.get(slot, 0) + (v - prev if v >= prev else v)
+            prev = v
+    for slot in set(got) | set(want):
+        assert got.get(slot, 0) == pytest.approx(want.get(slot, 0)), slot
 
 
 # --- the fleet overview and latest values ------------------------------------------------------

@@ -488,6 +488,39 @@ def test_alarm_lifecycle(store):
     assert store.acknowledge_alarm(10_000, "alice") is None
 
 
+
+def test_replayed_alarm_packets_are_stored_once_and_never_reopen_a_cleared_alarm(store):
+    """Alarm packets inside stored records (retransmission after an outage, a history query)
+    repeat what the hub may have heard live: the same packet (device clock vs the hub's
+    reception time, seconds apart) changes nothing; one older than the alarm's newest packet
+    is kept in its history without re-opening it; a missed raise and clear are applied."""
+    pipeline = Pipeline()
+
+    def live(t, item):
+        return ingest(store, [envelope(EUI, t, encode_uplink([item]))], pipeline)[0]
+
+    def replay(t, *records):
+        uplink = Uplink(dialect="firmware", history=tuple(
+            HistoryRecord(mode="historical", timestamp=datetime.fromtimestamp(ts, UTC),
+                          items=(item,)) for ts, item in records))
+        return ingest(store, [envelope(EUI, t, encode_uplink(uplink))], pipeline)[0]
+
+    raised = items.CurrentAlarm(channel=3, alarm="above_range", current_a=120.0)
+    cleared = items.CurrentAlarm(channel=3, alarm="above_range_cleared", current_a=1.0)
+    assert [c["change"] for c in live(T + 0.4, raised).alarm_changes] == ["raised"]
+    assert replay(T + 600, (T, raised)).alarm_changes == []  # heard live already
+    assert store.query("SELECT status, count FROM alarm") == [("active", 1)]
+    assert [c["change"] for c in live(T + 1200.3, cleared).alarm_changes] == ["dismissed"]
+    assert replay(T + 1800, (T, raised), (T + 1200, cleared)).alarm_changes == []
+    # a raise the hub missed, older than the clear it heard: history, not a new alarm
+    assert replay(T + 2400, (T + 900, raised)).alarm_changes == []
+    assert store.query("SELECT status, count FROM alarm") == [("dismissed", 1)]
+    assert store.query("SELECT count(*) FROM alarm_event") == [(3,)]
+    # the hub away for both: the replayed raise and clear make one dismissed alarm
+    changes = replay(T + 9000, (T + 6000, raised), (T + 6600, cleared)).alarm_changes
+    assert [(c["change"], c["status"], c["first_at"], c["cleared_at"]) for c in changes] == [
+        ("raised", "active", T + 6000, None), ("dismissed", "dismissed", T + 6000, T + 6600)]
+
 def test_a_clear_without_an_active_alarm_is_kept_dismissed(store):
     result, _ = ingest(store, [envelope(EUI, T, encode_uplink([items.TemperatureAlarm(
         alarm="above_threshold_cleared", temperature_c=40.0)]))])
@@ -572,6 +605,53 @@ def test_downlink_resent_until_timed_out(store):
     assert {r["setting"]: r["state"] for r in store.config_shadow(EUI)} == {"61": "timed_out"}
     assert store.due_downlinks(now + 900, 300) == ([], [])
 
+
+
+def test_the_registry_shows_each_channels_ct_from_the_configuration_shadow(store):
+    """Group b's current interface (command 68) asked for, then confirmed by the device: the
+    device's channels 4-6 show the CT range and direction, unconfirmed and then confirmed;
+    the other groups' channels show none."""
+    params = {"group": "b", "circuit": "three_phase", "ct_ranges": ["100A", "300A", "100A"],
+              "reversed_channels": [2]}
+    row = store.create_downlink(EUI, "set_current_interface", params,
+                                downlinks.build("set_current_interface", params),
+                                created_by="t", now=T)
+    chans = store.device(EUI)["channels"]
+    assert [(c["ct_range"], c["direction"], c["ct_confirmed"]) for c in chans[3:6]] == [
+        ("100A", "forward", False), ("300A", "reverse", False), ("100A", "forward", False)]
+    assert {(c["ct_range"], c["ct_confirmed"]) for c in chans[:3] + chans[6:]} == {(None, None)}
+    store.mark_sent(row["id"], T + 1)
+    answer = encode_uplink([items.CommandReply(result="success", echo="68",
+                                               command="current_interface_b")])
+    ingest(store, [envelope(EUI, T + 20, answer)], now=T + 20)
+    assert store.downlink(row["id"])["status"] == "confirmed"
+    chans = store.device(EUI)["channels"]
+    assert [(c["ct_range"], c["ct_confirmed"]) for c in chans[3:6]] == [
+        ("100A", True), ("300A", True), ("100A", True)]
+
+def test_a_transaction_that_fails_for_any_reason_leaves_nothing_behind(store):
+    """Not only database errors: a value the driver refuses or a bug halfway through a
+    transaction rolls it back, so the next transaction on the connection does not commit it."""
+    with pytest.raises(ValueError), store.transaction("half done") as cur:
+        cur.execute(store._q("INSERT INTO device (dev_eui, first_seen) VALUES (?, ?)"),
+                    ("24e12400000000f1", T))
+        raise ValueError("a bug")
+    with store.transaction("next") as cur:
+        cur.execute(store._q("INSERT INTO device (dev_eui, first_seen) VALUES (?, ?)"),
+                    ("24e12400000000f2", T))
+    assert store.query("SELECT dev_eui FROM device ORDER BY dev_eui") == [("24e12400000000f2",)]
+
+def test_a_downlink_never_handed_to_the_network_times_out(store):
+    """Broker away, no downlink path: the send fails and the downlink stays queued and is
+    tried again — until its attempts' time (3 x 300 s) has passed since it was created."""
+    row = queue_interval(store, 5, T, max_attempts=3)
+    to_send, timed_out = store.due_downlinks(T + 899, 300)
+    assert [d["id"] for d in to_send] == [row["id"]] and timed_out == []
+    to_send, timed_out = store.due_downlinks(T + 900, 300)
+    assert to_send == [] and [d["id"] for d in timed_out] == [row["id"]]
+    done = store.downlink(row["id"])
+    assert done["status"] == "timed_out" and "900 s" in str(done["result"])
+    assert store.due_downlinks(T + 2000, 300) == ([], [])
 
 # --- tokens ------------------------------------------------------------------------------------
 

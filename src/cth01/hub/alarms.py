@@ -9,6 +9,12 @@ by `key` (device item, channel, condition). The store applies the step:
   power failure: the device sends it twice and falls silent, so it is dismissed by the first
             uplink that arrives `POWER_RESTORED_AFTER_S` or more after its last packet
   acknowledge (a user, through the API) is independent of the device's state.
+  replayed  (a packet inside a stored record: retransmission after an outage, a history
+            query) -> nothing when the same packet is stored already (within
+            `REPLAY_MATCH_S` of it: the live packet carries the hub's reception time, the
+            record the device's clock); a packet older than the newest one of its alarm is
+            kept in that alarm's history without changing its state (a missed raise must not
+            re-open an alarm the device cleared since); a newer one is applied as live.
 
 Must never: touch storage or the clock.
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 POWER_RESTORED_AFTER_S = 60.0
+REPLAY_MATCH_S = 120.0
 
 
 class Step(NamedTuple):

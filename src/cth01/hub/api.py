@@ -149,6 +149,35 @@ def _csv_response(header: Sequence[str], rows: Iterable[Sequence[Any]], filename
                                       f'attachment; filename="{filename}"'})
 
 
+# the columns of the lists' CSV exports
+DEVICE_CSV = ("dev_eui", "name", "site", "tenant", "source", "first_seen", "last_seen",
+              "last_f_cnt", "joined_at", "reporting_interval_s", "wiring", "active_alarms")
+ALARM_CSV = ("id", "dev_eui", "item", "channel", "condition", "status", "first_at", "last_at",
+             "count", "last_value", "cleared_at", "cleared_by", "acknowledged_at",
+             "acknowledged_by")
+DOWNLINK_CSV = ("id", "dev_eui", "created_at", "created_by", "command", "params", "status",
+                "attempts", "max_attempts", "sent_at", "done_at", "result", "payload_hex",
+                "reference")
+DEAD_LETTER_CSV = ("id", "received_at", "source", "topic", "dev_eui", "reason",
+                   "body_encoding", "body")
+
+
+def _records_csv(records: list[dict[str, Any]], header: Sequence[str], filename: str
+                 ) -> StreamingResponse:
+    """A list the API returns as JSON, as CSV: times (`*_at`, `*_seen`, `ts`) in ISO 8601
+    UTC, nested values as JSON."""
+    def cell(key: str, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool) and (
+                key.endswith(("_at", "_seen")) or key == "ts"):
+            return _iso(value)
+        if isinstance(value, dict | list):
+            return json.dumps(value, separators=(",", ":"))
+        return value
+
+    return _csv_response(header, ([cell(k, r.get(k)) for k in header] for r in records),
+                         filename)
+
+
 def _window(start: int | None, end: int | None, now: float, default_s: int) -> tuple[int, int]:
     end = int(now) if end is None else end
     start = end - default_s if start is None else start
@@ -317,6 +346,11 @@ def create_app(hub: Hub) -> FastAPI:
                                            for k in ("dev_eui", "name", "site", "tenant"))]
         return rows
 
+    @app.get("/api/devices.csv", tags=["devices"], response_class=StreamingResponse)
+    def devices_csv(caller: Read, q: str | None = None) -> StreamingResponse:
+        """The device list as CSV, one row per device (the same filter)."""
+        return _records_csv(devices(caller, q), DEVICE_CSV, "devices.csv")
+
     @app.get("/api/devices/{dev_eui}", tags=["devices"])
     def device(dev_eui: str, caller: Read) -> dict[str, Any]:
         """One device with its registry and its 12 channels (circuit, tenant)."""
@@ -480,6 +514,13 @@ def create_app(hub: Hub) -> FastAPI:
         return store.alarms(dev_eui=dev_eui.lower() if dev_eui else None, status=status,
                             item=item, limit=limit)
 
+    @app.get("/api/alarms.csv", tags=["alarms"], response_class=StreamingResponse)
+    def alarms_csv(caller: Read, status: str | None = None, dev_eui: str | None = None,
+                   item: str | None = None, limit: Limit = 10000) -> StreamingResponse:
+        """Alarms as CSV, most recent first (the same filters)."""
+        return _records_csv(alarms(caller, status, dev_eui, item, limit), ALARM_CSV,
+                            "alarms.csv")
+
     @app.post("/api/alarms/{alarm_id}/ack", tags=["alarms"])
     def acknowledge(alarm_id: int, caller: Admin) -> dict[str, Any]:
         """Acknowledge an alarm (once: a second acknowledgement keeps the first)."""
@@ -514,6 +555,13 @@ def create_app(hub: Hub) -> FastAPI:
         return store.downlinks(dev_eui=dev_eui.lower() if dev_eui else None, status=status,
                                limit=limit)
 
+    @app.get("/api/downlinks.csv", tags=["downlinks"], response_class=StreamingResponse)
+    def downlinks_csv(caller: Read, dev_eui: str | None = None, status: str | None = None,
+                      limit: Limit = 10000) -> StreamingResponse:
+        """Downlinks as CSV, newest first (the same filters)."""
+        return _records_csv(downlinks(caller, dev_eui, status, limit), DOWNLINK_CSV,
+                            "downlinks.csv")
+
     @app.get("/api/downlinks/{downlink_id}", tags=["downlinks"])
     def downlink(downlink_id: int, caller: Read) -> dict[str, Any]:
         try:
@@ -527,6 +575,11 @@ def create_app(hub: Hub) -> FastAPI:
     def dead_letters(caller: Read, limit: Limit = 100) -> list[dict[str, Any]]:
         """Messages the hub could not use, newest first, with the reason."""
         return store.dead_letter_list(limit)
+
+    @app.get("/api/dead-letters.csv", tags=["operations"], response_class=StreamingResponse)
+    def dead_letters_csv(caller: Read, limit: Limit = 10000) -> StreamingResponse:
+        """Dead letters as CSV, newest first."""
+        return _records_csv(dead_letters(caller, limit), DEAD_LETTER_CSV, "dead_letters.csv")
 
     @app.get("/api/completeness", tags=["operations"])
     def completeness(caller: Read, start: int | None = None, end: int | None = None

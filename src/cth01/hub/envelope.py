@@ -5,7 +5,9 @@ network servers' JSON: ChirpStack v4 (MQTT integration events and HTTP integrati
 the same JSON) and The Things Stack v3 (MQTT `up` messages and webhooks, same JSON).
 
 A parser either returns a value or raises `MessageError(reason, ...)` with what was wrong
-(not JSON, a missing field, bad base64, a DevEUI that is not 16 hex digits...). It never decodes
+(not JSON, a missing field, bad base64, a DevEUI that is not 16 hex digits, a number out of its
+range: a frame counter beyond 32 bits, an fPort beyond 255, a time before 2000 or from 2100 on,
+which no database column should have to refuse later...). It never decodes
 the LoRaWAN payload itself: that is the pipeline's job, so that a payload that fails to decode
 still has a well-formed envelope and lands in the dead-letter table with its raw bytes.
 
@@ -27,6 +29,9 @@ import msgspec
 
 Source = Literal["chirpstack", "tts", "http", "fleet"]
 _EUI = re.compile(r"[0-9a-fA-F]{16}")
+F_CNT_MAX = 2**32 - 1  # LoRaWAN frame counters are 32 bits
+TIME_MIN = 946684800.0  # 2000-01-01T00:00:00Z: a network's receive time is after this...
+TIME_MAX = 4102444800.0  # 2100-01-01T00:00:00Z ... and before this
 
 
 class MessageError(ValueError):
@@ -89,11 +94,12 @@ def uplink_key(dev_eui: str, f_cnt: int | None, received_at: float, payload: byt
     return int.from_bytes(h.digest(), "big") >> 1
 
 
-def parse_time(value: Any, *, source: str, topic: str, field: str) -> float:
-    """RFC 3339 (any precision, Z or offset) to Unix seconds."""
+def parse_time(value: Any, *, source: str, topic: str, field: str,
+               dev_eui: str | None = None) -> float:
+    """RFC 3339 (any precision, Z or offset) to Unix seconds, from 2000 to 2099."""
     if not isinstance(value, str):
         raise MessageError(f"bad {field}: {value!r} is not an RFC 3339 time", source=source,
-                           topic=topic)
+                           topic=topic, dev_eui=dev_eui)
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
@@ -104,11 +110,15 @@ def parse_time(value: Any, *, source: str, topic: str, field: str) -> float:
         dt = datetime.fromisoformat(text)
     except ValueError:
         raise MessageError(f"bad {field}: {value!r} is not an RFC 3339 time", source=source,
-                           topic=topic) from None
+                           topic=topic, dev_eui=dev_eui) from None
     if dt.tzinfo is None:
         raise MessageError(f"bad {field}: {value!r} has no time zone", source=source,
-                           topic=topic)
-    return dt.timestamp()
+                           topic=topic, dev_eui=dev_eui)
+    t = dt.timestamp()
+    if not TIME_MIN <= t < TIME_MAX:
+        raise MessageError(f"bad {field}: {value!r} is not between 2000 and 2099",
+                           source=source, topic=topic, dev_eui=dev_eui)
+    return t
 
 
 def _b64(value: Any, *, source: str, topic: str, field: str, dev_eui: str | None) -> bytes:
@@ -143,12 +153,19 @@ def _object(body: bytes | str | dict[str, Any], *, source: str, topic: str) -> d
 
 def _port(value: Any, *, source: str, topic: str, dev_eui: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
-        raise MessageError(f"bad fPort: {value!r}", source=source, topic=topic, dev_eui=dev_eui)
+        raise MessageError(f"bad fPort: {value!r} is not an integer 0..255", source=source,
+                           topic=topic, dev_eui=dev_eui)
     return value
 
 
-def _counter(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _counter(value: Any, *, source: str, topic: str, dev_eui: str, field: str) -> int | None:
+    """A frame counter (None when the message has none)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= F_CNT_MAX:
+        raise MessageError(f"bad {field}: {value!r} is not an integer 0..{F_CNT_MAX}",
+                           source=source, topic=topic, dev_eui=dev_eui)
+    return value
 
 
 # --- ChirpStack v4 ----------------------------------------------------------------------------
@@ -190,11 +207,13 @@ def parse_chirpstack(body: bytes | str | dict[str, Any], *, event: str = "up",
     network = {k: str(info[k]) for k in ("applicationId", "tenantId", "deviceName")
                if isinstance(info.get(k), str)}
     if event == "up":
-        received_at = parse_time(doc.get("time"), source=source, topic=topic, field="time")
+        received_at = parse_time(doc.get("time"), source=source, topic=topic, field="time",
+                                 dev_eui=eui)
         f_port = _port(doc.get("fPort", 0), source=source, topic=topic, dev_eui=eui)
         payload = b"" if "data" not in doc and f_port == 0 else _b64(
             doc.get("data"), source=source, topic=topic, field="data", dev_eui=eui)
-        f_cnt = _counter(doc.get("fCnt"))
+        f_cnt = _counter(doc.get("fCnt"), source=source, topic=topic, dev_eui=eui,
+                         field="fCnt")
         dedup = doc.get("deduplicationId")
         key = (uplink_key(eui, None, 0.0, dedup.encode()) if isinstance(dedup, str) and dedup
                else uplink_key(eui, f_cnt, received_at, payload))
@@ -203,7 +222,7 @@ def parse_chirpstack(body: bytes | str | dict[str, Any], *, event: str = "up",
     if event not in CHIRPSTACK_EVENTS:
         raise MessageError(f"unknown event type {event!r}", source=source, topic=topic,
                            dev_eui=eui)
-    t = parse_time(doc.get("time"), source=source, topic=topic, field="time")
+    t = parse_time(doc.get("time"), source=source, topic=topic, field="time", dev_eui=eui)
     reference = _text(doc.get("queueItemId"))
     kind, ok, detail = event, True, ""
     if event == "ack":
@@ -320,19 +339,22 @@ def parse_tts(body: bytes | str | dict[str, Any], *, event: str = "up", topic: s
             raise MessageError("missing uplink_message", source=source, topic=topic,
                                dev_eui=eui)
         when = up.get("received_at", doc.get("received_at"))
-        received_at = parse_time(when, source=source, topic=topic, field="received_at")
+        received_at = parse_time(when, source=source, topic=topic, field="received_at",
+                                 dev_eui=eui)
         f_port = _port(up.get("f_port", 0), source=source, topic=topic, dev_eui=eui)
         payload = b"" if "frm_payload" not in up and f_port == 0 else _b64(
             up.get("frm_payload"), source=source, topic=topic, field="frm_payload",
             dev_eui=eui)
-        f_cnt = _counter(up.get("f_cnt", 0))
+        f_cnt = _counter(up.get("f_cnt", 0), source=source, topic=topic, dev_eui=eui,
+                         field="f_cnt")
         return Envelope(source=source, dev_eui=eui, received_at=received_at, f_port=f_port,
                         f_cnt=f_cnt, payload=payload,
                         key=uplink_key(eui, f_cnt, received_at, payload), network=network)
     if event not in _TTS_KINDS:
         raise MessageError(f"unknown event type {event!r}", source=source, topic=topic,
                            dev_eui=eui)
-    t = parse_time(doc.get("received_at"), source=source, topic=topic, field="received_at")
+    t = parse_time(doc.get("received_at"), source=source, topic=topic, field="received_at",
+                   dev_eui=eui)
     kind, ok, field = _TTS_KINDS[event]
     message = doc.get(field)
     message = message if isinstance(message, dict) else {}

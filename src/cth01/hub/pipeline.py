@@ -62,6 +62,7 @@ class AlarmEvent:
     alarm_type: str  # the table's name: above_threshold, above_range_cleared ...
     channel: int | None = None  # channel 1-12 / phase 1-3, None for device-wide alarms
     value: float | None = None
+    replayed: bool = False  # from a stored record (retransmission, history query)
 
 
 @dataclass(slots=True)
@@ -258,17 +259,17 @@ class Pipeline:
         rows: Rows = rows_of(items)
         for item in items:
             if item.kind == "alarm":
-                batch.alarms.append(_alarm(eui, ts, item))
+                batch.alarms.append(_alarm(eui, ts, item, replayed=True))
         if kind is None:
             batch.history_readings.append((eui, t, mode, *rows.compact()))
         else:
             batch.monthly_readings.append((eui, t, kind, *rows.compact()))
 
 
-def _alarm(eui: str, t: float, item: Item) -> AlarmEvent:
+def _alarm(eui: str, t: float, item: Item, *, replayed: bool = False) -> AlarmEvent:
     name = item.command_name
     if name == "power_failure_alarm":
-        return AlarmEvent(eui, t, name, "power_failure")
+        return AlarmEvent(eui, t, name, "power_failure", replayed=replayed)
     channel = getattr(item, "channel", None)
     value = None
     for f in ("temperature_c", "current_a", "voltage_v", "thdi_pct", "thdv_pct",
@@ -277,7 +278,8 @@ def _alarm(eui: str, t: float, item: Item) -> AlarmEvent:
             value = getattr(item, f)
             break
     # the codec gives channels 1-12 and phases 1-3 as printed on the device
-    return AlarmEvent(eui, t, name, item.alarm, channel, value)  # type: ignore[attr-defined]
+    return AlarmEvent(eui, t, name, item.alarm, channel, value,  # type: ignore[attr-defined]
+                      replayed)
 
 
 def _info_value(item: Item) -> Any:

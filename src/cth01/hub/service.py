@@ -10,6 +10,10 @@ the life cycle (`start` / `stop`).
 Nothing is acknowledged before it is committed. A transient database failure (server away,
 database locked) keeps the batch and retries it with backoff, acknowledging nothing meanwhile;
 the sources keep their messages (MQTT: the broker redelivers unacknowledged QoS 1 messages).
+A batch that keeps failing for another reason (a value the database refuses, a bug) is poisoned
+by some message in it: it is split in halves, each prepared again and committed on its own, down
+to the message that cannot be stored, which goes to dead letters with the error and is then
+acknowledged (a dead letter is stored: nothing is lost, and the rest of ingest goes on).
 
 Time: the hub reads time only through `clock` (the in-process fleet injects its simulated time).
 """
@@ -26,6 +30,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -37,6 +42,30 @@ from .pipeline import Batch, DeadLetter, Pipeline
 from .store import Store, StoreError, WriteResult
 
 log = structlog.get_logger("cth01.hub")
+
+POISON_ATTEMPTS = 3  # a step failing this often for a non-transient reason: its batch is split
+
+
+def _plain(text: str) -> str:
+    """Text any database takes: no NUL, no lone surrogates (escaped instead)."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def _json(message: Envelope | NetworkEvent) -> bytes:
+    """A message as JSON (bytes base64) for its dead letter; its repr if even that fails."""
+    try:
+        return msgspec.json.encode(message)
+    except Exception:
+        return repr(message).encode("utf-8", "backslashreplace")
+
+
+class Poisoned(Exception):
+    """A store step failed `POISON_ATTEMPTS` times for a reason retrying cannot help
+    (`error`: a non-transient StoreError or any other exception)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
 
 
 class NoDownlinkPath(Exception):
@@ -115,8 +144,10 @@ class Hub:
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._writer: threading.Thread | None = None
-        # prepared batches waiting for the writer (bounded: back-pressure on stage 1)
-        self._writes: queue.Queue[tuple[list[_Work], Batch] | None] = queue.Queue(maxsize=2)
+        # prepared batches (or why preparing failed) waiting for the writer (bounded:
+        # back-pressure on stage 1)
+        self._writes: queue.Queue[tuple[list[_Work], Batch | Poisoned] | None] = \
+            queue.Queue(maxsize=2)
         self._send_errors: dict[int, str] = {}  # downlink id -> why it could not go (logged)
         self._inflight: set[int] = set()  # dedup keys of prepared, not yet committed uplinks
         self._inflight_lock = threading.Lock()
@@ -226,30 +257,98 @@ class Hub:
     def _work(self) -> None:
         """Stage 1: take a batch, drop duplicates, run the pipeline; hand it to the writer.
         The next batch is prepared while the writer commits this one (with PostgreSQL the
-        commit is mostly waiting for the server)."""
+        commit is mostly waiting for the server). A batch that cannot be prepared goes to the
+        writer as `Poisoned`, to be split there."""
         while True:
             items = self._take()
             if items is None:
                 self._writes.put(None)
                 return
             self.metrics.queue.set(self._queue.qsize())
-            batch = self._retrying(lambda items=items: self._prepare(items))
-            self._writes.put((items, batch))
+            try:
+                prepared: Batch | Poisoned = self._retrying(
+                    lambda items=items: self._prepare(items), attempts=POISON_ATTEMPTS)
+            except Poisoned as exc:
+                prepared = exc
+            self._writes.put((items, prepared))
 
     def _write(self) -> None:
         """Stage 2: commit each prepared batch in order, then acknowledge its messages."""
         while (job := self._writes.get()) is not None:
-            items, batch = job
-            result = self._retrying(lambda batch=batch: self.store.write(batch,
-                                                                         now=self.clock()))
-            with self._inflight_lock:
-                self._inflight.difference_update(env.key for env, _, _ in batch.uplinks)
-            self._after(items, result)
+            items, prepared = job
+            try:
+                self._commit(items, prepared)
+            finally:
+                if isinstance(prepared, Batch):
+                    with self._inflight_lock:
+                        self._inflight.difference_update(env.key for env, _, _ in
+                                                         prepared.uplinks)
 
-    def _retrying(self, step: Callable[[], Any]) -> Any:
+    def _commit(self, items: list[_Work], prepared: Batch | Poisoned) -> None:
+        """Commit one batch and acknowledge its messages. A poisoned batch is split in
+        halves, each prepared again (its own scratch pipeline, as after a restart) and
+        committed in order, down to the one message that cannot be stored (`_bury`)."""
+        if isinstance(prepared, Batch):
+            try:
+                result = self._retrying(lambda: self.store.write(prepared, now=self.clock()),
+                                        attempts=POISON_ATTEMPTS)
+            except Poisoned as exc:
+                prepared = exc
+            else:
+                self._after(items, result)
+                return
+        if len(items) == 1:
+            self._bury(items[0], prepared.error)
+            return
+        log.warning("batch_split", messages=len(items), error=str(prepared))
+        mid = len(items) // 2
+        for half in (items[:mid], items[mid:]):
+            scratch = Pipeline(dialect=self.pipeline.dialect)
+            try:
+                again: Batch | Poisoned = self._retrying(
+                    lambda half=half, scratch=scratch: self._prepare(half, scratch),
+                    attempts=POISON_ATTEMPTS)
+            except Poisoned as exc:
+                again = exc
+            self._commit(half, again)
+
+    def _bury(self, work: _Work, error: BaseException) -> None:
+        """The message that poisons its batch: to dead letters with the error (an envelope or
+        event as JSON), then acknowledged. A dead letter whose own fields are refused is kept
+        as its body and reason alone; if even that fails, the database is at fault, not the
+        message, and it is retried until it can be written."""
+        reason = f"cannot be stored: {type(error).__name__}: {error}"
+        now = self.clock()
+        message = work.envelope if work.envelope is not None else work.event
+        if message is not None:
+            letter = DeadLetter(now, message.source, reason, _json(message),
+                                dev_eui=message.dev_eui)
+            self.metrics.dead.labels(message.source).inc()
+        else:
+            dead = work.dead
+            assert dead is not None
+            letter = DeadLetter(now, dead.source, f"{dead.reason}; {reason}", dead.body,
+                                topic=dead.topic, dev_eui=dead.dev_eui)
+        log.error("message_poisoned", source=letter.source, dev_eui=letter.dev_eui,
+                  reason=reason)
+        try:
+            result = self._retrying(lambda: self.store.write(Batch(dead_letters=[letter]),
+                                                             now=self.clock()),
+                                    attempts=POISON_ATTEMPTS)
+        except Poisoned:
+            plain = DeadLetter(now, _plain(letter.source), _plain(letter.reason),
+                               bytes(letter.body))
+            result = self._retrying(lambda: self.store.write(Batch(dead_letters=[plain]),
+                                                             now=self.clock()))
+        self._after([_Work(done=work.done, submitted_at=work.submitted_at)], result)
+
+    def _retrying(self, step: Callable[[], Any], *, attempts: int | None = None) -> Any:
         """Run one store step until it succeeds: a database failure keeps the data and
-        retries with backoff (nothing is acknowledged meanwhile)."""
+        retries with backoff (nothing is acknowledged meanwhile). With `attempts`, a step
+        that fails that often for a reason retrying cannot help (a non-transient StoreError,
+        any other exception) raises `Poisoned` instead; transient failures never count."""
         delay = 0.2
+        failures = 0
         while True:
             try:
                 return step()
@@ -257,26 +356,43 @@ class Hub:
                 self.metrics.store_errors.labels(str(exc.transient).lower()).inc()
                 log.error("store_failed", operation=exc.operation, error=str(exc),
                           transient=exc.transient, retry_in_s=delay)
+                error: BaseException | None = None if exc.transient else exc
             except Exception as exc:  # a bug must not kill ingest: log, keep the data
                 log.exception("ingest_failed", error=repr(exc))
+                error = exc
+            if error is not None:
+                failures += 1
+                if attempts is not None and failures >= attempts:
+                    raise Poisoned(error) from error
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
 
-    def _prepare(self, items: list[_Work]) -> Batch:
+    def _prepare(self, items: list[_Work], pipeline: Pipeline | None = None) -> Batch:
         """Drop duplicates (stored, or in a batch still being written) and run the pipeline:
-        the batch to commit."""
+        the batch to commit. With a scratch `pipeline` (a poisoned batch split by the writer),
+        only stored duplicates are dropped: these uplinks are the ones still in flight."""
         envelopes = [w.envelope for w in items if w.envelope is not None]
         new, duplicates = self.store.new_envelopes(envelopes) if envelopes else ([], 0)
-        with self._inflight_lock:
-            fresh = [env for env in new if env.key not in self._inflight]
-            self._inflight.update(env.key for env in fresh)
-        self.metrics.duplicates.inc(duplicates + len(new) - len(fresh))
-        unknown = list(dict.fromkeys(e.dev_eui for e in fresh
-                                     if not self.pipeline.known(e.dev_eui)))
-        if unknown:
-            for eui, state in self.store.energy_states(unknown).items():
-                self.pipeline.prime(eui, state)
-        batch = self.pipeline.process(fresh)
+        if pipeline is not None:
+            fresh = new
+        else:
+            pipeline = self.pipeline
+            with self._inflight_lock:
+                fresh = [env for env in new if env.key not in self._inflight]
+                self._inflight.update(env.key for env in fresh)
+            self.metrics.duplicates.inc(duplicates + len(new) - len(fresh))
+        try:
+            unknown = list(dict.fromkeys(e.dev_eui for e in fresh
+                                         if not pipeline.known(e.dev_eui)))
+            if unknown:
+                for eui, state in self.store.energy_states(unknown).items():
+                    pipeline.prime(eui, state)
+            batch = pipeline.process(fresh)
+        except BaseException:  # not prepared: a retry must not take them for in flight
+            if pipeline is self.pipeline:
+                with self._inflight_lock:
+                    self._inflight.difference_update(env.key for env in fresh)
+            raise
         batch.dead_letters += [w.dead for w in items if w.dead is not None]
         for w in items:
             if w.event is not None and w.event.kind == "join":

@@ -365,6 +365,36 @@ def minute_of_week(ts: int, offsets: Sequence[tuple[int, int]]) -> int:
     return local_min % MINUTES_PER_WEEK
 
 
+def slot_runs(start: int, end: int, offsets: Sequence[tuple[int, int]], edges: Sequence[int]
+              ) -> tuple[list[int], list[int]]:
+    """[start, end) cut where the slot of the local week changes: (the cuts, ascending, inside
+    the period; the slot of each run, one more than the cuts). `offsets` as
+    `offset_segments` gives them, `edges` the ascending ends of the slots in minutes of the
+    local week (slot i holds the minutes [edges[i-1], edges[i]); the last edge is 10,080).
+    A slot can change only where a local minute reaches an edge or the week starts again, or
+    where the UTC offset changes: those instants are the candidates."""
+    candidates = {t for t, _ in offsets[1:]}
+    for k, (seg_start, offset) in enumerate(offsets):
+        seg_end = offsets[k + 1][0] if k + 1 < len(offsets) else end
+        first = ((seg_start + offset) // 60 + EPOCH_WEEKDAY_SHIFT_MIN) // MINUTES_PER_WEEK
+        last = ((seg_end + offset) // 60 + EPOCH_WEEKDAY_SHIFT_MIN) // MINUTES_PER_WEEK
+        for week in range(first, last + 1):
+            for edge in (0, *edges[:-1]):
+                # the first instant whose local minute of the week is `edge`
+                t = ((week * MINUTES_PER_WEEK + edge - EPOCH_WEEKDAY_SHIFT_MIN) * 60
+                     - offset)
+                if seg_start < t < seg_end:
+                    candidates.add(t)
+    cuts: list[int] = []
+    slots = [bisect_right(edges, minute_of_week(start, offsets))]
+    for t in sorted(c for c in candidates if start < c < end):
+        slot = bisect_right(edges, minute_of_week(t, offsets))
+        if slot != slots[-1]:
+            cuts.append(t)
+            slots.append(slot)
+    return cuts, slots
+
+
 def parse_month(text: str) -> tuple[int, int]:
     """(year, month) of "YYYY-MM", or ValueError."""
     m = re.fullmatch(r"(\d{4})-(\d{2})", text)
@@ -380,4 +410,4 @@ def month_label(ts: float, zone: ZoneInfo) -> str:
 
 __all__ = ["DEFAULT_BAND", "Band", "Tariff", "TariffError", "ZoneError", "day_bounds",
            "energy_cost", "local_date", "minute_of_week", "month_bounds", "offset_segments",
-           "parse_month", "parse_tariff", "utc_offset_s", "zone_of"]
+           "parse_month", "parse_tariff", "slot_runs", "utc_offset_s", "zone_of"]
