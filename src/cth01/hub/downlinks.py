@@ -67,6 +67,11 @@ def catalogue() -> dict[str, Callable[..., Downlink]]:
 
 
 COMMANDS = catalogue()
+#: the configuration shadow's setting ids of the current interface (circuit, CT range and
+#: direction of each channel) of groups a-d, in group order
+CURRENT_INTERFACE_SETTINGS = tuple(
+    echo_identifier(_commands.set_current_interface(g, circuit="single_phase").items[0])
+    for g in "abcd")
 
 
 # -- parameter ranges, read from the command table -----------------------------------------

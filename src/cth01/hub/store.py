@@ -52,7 +52,6 @@ from .readings import (
 from .schema import MIGRATIONS, migration_sql
 from .tariff import slot_runs
 
-_CT_SETTINGS = ("67", "68", "69", "6a")  # current interface of groups a-d (config.setting)
 DEFAULT_INTERVAL_S = 600  # the CTH01's factory reporting interval (10 min)
 ROLES = ("read", "admin")
 ENERGY_SAMPLE = 3  # readings read at each bound of an energy period (see Store.counters)
@@ -768,8 +767,8 @@ class Store:
         # each channel's CT, from its group's current-interface setting (67-6a): what the
         # device confirmed, else what was asked of it (ct_confirmed False)
         shadow = {r["setting"]: r for r in self.config_shadow(dev_eui)
-                  if r["setting"] in _CT_SETTINGS}
-        for g, setting in enumerate(_CT_SETTINGS):
+                  if r["setting"] in dl.CURRENT_INTERFACE_SETTINGS}
+        for g, setting in enumerate(dl.CURRENT_INTERFACE_SETTINGS):
             r = shadow.get(setting, {})
             value = r.get("reported") or r.get("desired") or {}
             for k in range(1, 4):
